@@ -1,0 +1,49 @@
+//! Shared building blocks of JWThenticator: the JSON wire types of the server's API, the JWT
+//! [`Claims`], the JWKS types, `Authorization: Bearer` parsing and the one [`Verifier`] that the
+//! server's `/validate`, its `/validate_request` and the tower layer all use.
+//!
+//! This crate does no I/O. With the `openapi` feature the wire types also derive
+//! `poem_openapi::Object`, so the server's OpenAPI document is generated from these very structs
+//! and a client built on them cannot drift from the server.
+//!
+//! # Example
+//!
+//! Verify a token against a JWKS, as a gateway or a service would:
+//!
+//! ```
+//! use jwthenticator_core::{Jwks, Verifier, VerifyErrorKind};
+//!
+//! let jwks: Jwks = serde_json::from_str(r#"{"keys": [{
+//!     "kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig",
+//!     "n": "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw",
+//!     "e": "AQAB"
+//! }]}"#)?;
+//! let verifier = Verifier::builder().build(&jwks)?;
+//!
+//! let err = verifier.verify("not.a.token").unwrap_err();
+//! assert_eq!(err.kind(), VerifyErrorKind::Malformed);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod bearer;
+mod claims;
+mod jwks;
+mod verifier;
+mod wire;
+
+pub use bearer::{BearerError, parse_bearer};
+pub use claims::{Audience, Claims};
+pub use jsonwebtoken::Algorithm;
+pub use jwks::{Jwk, Jwks};
+pub use verifier::{
+    DEFAULT_LEEWAY_SECS, KeyError, MAX_TOKEN_LEN, Verifier, VerifierBuilder, VerifyError,
+    VerifyErrorKind, VerifyingKey,
+};
+pub use wire::{
+    AuthRequest, BoolResponse, ErrorResponse, JwtValidateRequest, KeyRequest, RefreshRequest,
+    RegisterKeyRequest, TokenResponse,
+};
+
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,571 @@
+//! The one JWT verification code path of JWThenticator.
+//!
+//! The algorithm is pinned by the key (never chosen by the token), `exp` is required and must be
+//! an integer, `nbf`, `iat`, `aud` and `iss` are checked, `crit` is rejected, and every failure
+//! says why in a [`VerifyError`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, crypto};
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
+
+use crate::claims::{Audience, Claims};
+use crate::jwks::{Jwk, Jwks};
+
+/// Clock skew tolerated on `exp`, `nbf` and `iat` unless configured otherwise, in seconds.
+pub const DEFAULT_LEEWAY_SECS: u64 = 30;
+
+/// Longest token accepted, in bytes. An RS256 JWThenticator token is about 600 bytes.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// Why a token was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum VerifyErrorKind {
+    /// Not three base64url segments of JSON, or longer than [`MAX_TOKEN_LEN`].
+    Malformed,
+    /// The header names an algorithm that is not accepted (`none`, `HS256`, unknown names).
+    UnsupportedAlgorithm,
+    /// The header's algorithm differs from the one the key is pinned to.
+    AlgorithmMismatch,
+    /// The header has no `kid` and the key set holds more than one key.
+    MissingKeyId,
+    /// No key in the set has the header's `kid`.
+    UnknownKeyId,
+    /// The header carries `crit`, whose extensions this verifier does not implement.
+    CriticalHeader,
+    /// The signature does not verify with the key.
+    InvalidSignature,
+    /// A claim is missing or has the wrong type (for example a string `exp`).
+    InvalidClaims,
+    /// `exp` has passed.
+    Expired,
+    /// `nbf` or `iat` is in the future.
+    NotYetValid,
+    /// `exp` lies further in the future than the configured maximum lifetime.
+    LifetimeTooLong,
+    /// `aud` does not name an accepted audience, or is present when none is configured.
+    InvalidAudience,
+    /// `iss` is not the configured issuer.
+    InvalidIssuer,
+}
+
+impl VerifyErrorKind {
+    /// A short stable name, suitable for metrics labels and log fields.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::UnsupportedAlgorithm => "unsupported_algorithm",
+            Self::AlgorithmMismatch => "algorithm_mismatch",
+            Self::MissingKeyId => "missing_kid",
+            Self::UnknownKeyId => "unknown_kid",
+            Self::CriticalHeader => "crit_header",
+            Self::InvalidSignature => "invalid_signature",
+            Self::InvalidClaims => "invalid_claims",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::LifetimeTooLong => "lifetime_too_long",
+            Self::InvalidAudience => "invalid_audience",
+            Self::InvalidIssuer => "invalid_issuer",
+        }
+    }
+}
+
+/// A token failed verification. [`VerifyError::kind`] says why; `Display` explains it without
+/// ever repeating the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyError {
+    kind: VerifyErrorKind,
+    detail: String,
+}
+
+impl VerifyError {
+    fn new(kind: VerifyErrorKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// Why the token was rejected.
+    pub fn kind(&self) -> VerifyErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+impl std::error::Error for VerifyError {}
+
+/// A key could not be turned into a [`VerifyingKey`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The key type or algorithm is not one this verifier accepts.
+    #[error("unsupported key: {0}")]
+    Unsupported(String),
+    /// A member the key type needs is missing or not valid base64url.
+    #[error("invalid key: {0}")]
+    Invalid(String),
+}
+
+/// A public key pinned to one algorithm, identified by its `kid`.
+#[derive(Clone)]
+pub struct VerifyingKey {
+    kid: Option<String>,
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
+impl fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyingKey")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifyingKey {
+    /// A key from a JWK. The algorithm is the JWK's `alg`, or else `default_alg`, or else
+    /// derived from the curve for `EC`/`OKP` keys. Symmetric (`oct`) keys are refused: a
+    /// public JWKS never holds one, and accepting one is the HS/RS confusion attack.
+    pub fn from_jwk(jwk: &Jwk, default_alg: Option<Algorithm>) -> Result<Self, KeyError> {
+        if let Some(use_) = jwk.use_.as_deref() {
+            if use_ != "sig" {
+                return Err(KeyError::Unsupported(format!("key use `{use_}`")));
+            }
+        }
+        let alg = match jwk.alg.as_deref() {
+            Some(name) => Some(
+                parse_algorithm(name)
+                    .ok_or_else(|| KeyError::Unsupported(format!("algorithm `{name}`")))?,
+            ),
+            None => default_alg,
+        };
+        fn member<'a>(
+            jwk: &Jwk,
+            value: &'a Option<String>,
+            name: &str,
+        ) -> Result<&'a str, KeyError> {
+            value
+                .as_deref()
+                .ok_or_else(|| KeyError::Invalid(format!("{} key without `{name}`", jwk.kty)))
+        }
+        let (algorithm, key) = match jwk.kty.as_str() {
+            "RSA" => {
+                let algorithm = alg.unwrap_or(Algorithm::RS256);
+                let key = DecodingKey::from_rsa_components(
+                    member(jwk, &jwk.n, "n")?,
+                    member(jwk, &jwk.e, "e")?,
+                )
+                .map_err(|e| KeyError::Invalid(e.to_string()))?;
+                (algorithm, key)
+            }
+            "EC" => {
+                let curve_alg = match jwk.crv.as_deref() {
+                    Some("P-256") => Algorithm::ES256,
+                    Some("P-384") => Algorithm::ES384,
+                    other => return Err(KeyError::Unsupported(format!("EC curve {other:?}"))),
+                };
+                let key = DecodingKey::from_ec_components(
+                    member(jwk, &jwk.x, "x")?,
+                    member(jwk, &jwk.y, "y")?,
+                )
+                .map_err(|e| KeyError::Invalid(e.to_string()))?;
+                (alg.unwrap_or(curve_alg), key)
+            }
+            "OKP" => {
+                if jwk.crv.as_deref() != Some("Ed25519") {
+                    return Err(KeyError::Unsupported(format!("OKP curve {:?}", jwk.crv)));
+                }
+                let key = DecodingKey::from_ed_components(member(jwk, &jwk.x, "x")?)
+                    .map_err(|e| KeyError::Invalid(e.to_string()))?;
+                (alg.unwrap_or(Algorithm::EdDSA), key)
+            }
+            other => return Err(KeyError::Unsupported(format!("key type `{other}`"))),
+        };
+        if key.family() != algorithm.family() {
+            return Err(KeyError::Unsupported(format!(
+                "{algorithm:?} with a {} key",
+                jwk.kty
+            )));
+        }
+        Ok(Self {
+            kid: jwk.kid.clone(),
+            algorithm,
+            key,
+        })
+    }
+
+    /// The key's `kid`, if it has one.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    /// The one algorithm this key verifies.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+}
+
+/// Parses an algorithm name, refusing `none` and the symmetric `HS*` family.
+fn parse_algorithm(name: &str) -> Option<Algorithm> {
+    let alg: Algorithm = name.parse().ok()?;
+    (alg.family() != jsonwebtoken::AlgorithmFamily::Hmac).then_some(alg)
+}
+
+/// Configures a [`Verifier`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct VerifierBuilder {
+    algorithms: Vec<Algorithm>,
+    audiences: Vec<String>,
+    issuer: Option<String>,
+    leeway: u64,
+    max_lifetime: Option<u64>,
+}
+
+impl Default for VerifierBuilder {
+    fn default() -> Self {
+        Self {
+            algorithms: Vec::new(),
+            audiences: Vec::new(),
+            issuer: None,
+            leeway: DEFAULT_LEEWAY_SECS,
+            max_lifetime: None,
+        }
+    }
+}
+
+impl VerifierBuilder {
+    /// Accept only these algorithms. By default every asymmetric algorithm is accepted, each
+    /// key still verifying only its own.
+    pub fn with_algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = algorithms.into_iter().collect();
+        self
+    }
+
+    /// Require `aud` to name at least one of these. With none configured, a token that
+    /// carries `aud` is rejected (RFC 7519 section 4.1.3).
+    pub fn with_audiences<S: Into<String>>(
+        mut self,
+        audiences: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.audiences = audiences.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Require `iss` to equal this issuer.
+    pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds ([`DEFAULT_LEEWAY_SECS`]).
+    pub fn with_leeway(mut self, seconds: u64) -> Self {
+        self.leeway = seconds;
+        self
+    }
+
+    /// Reject tokens whose `exp` lies more than this many seconds (plus leeway) in the future.
+    pub fn with_max_lifetime(mut self, seconds: u64) -> Self {
+        self.max_lifetime = Some(seconds);
+        self
+    }
+
+    /// A verifier for the signature keys of a JWKS. Keys it cannot use (encryption keys,
+    /// symmetric keys, algorithms not accepted) are skipped, as a JWKS may hold keys for
+    /// other purposes.
+    pub fn build(self, jwks: &Jwks) -> Result<Verifier, KeyError> {
+        let default_alg = match self.algorithms.as_slice() {
+            [only] => Some(*only),
+            _ => None,
+        };
+        let keys = jwks
+            .keys
+            .iter()
+            .filter_map(|jwk| VerifyingKey::from_jwk(jwk, default_alg).ok())
+            .collect();
+        Ok(self.build_with_keys(keys))
+    }
+
+    /// A verifier for the given keys; keys whose algorithm is not accepted are left out.
+    pub fn build_with_keys(self, keys: Vec<VerifyingKey>) -> Verifier {
+        let mut by_kid = HashMap::with_capacity(keys.len());
+        let mut keys_without_kid = Vec::new();
+        for key in keys {
+            if !self.algorithms.is_empty() && !self.algorithms.contains(&key.algorithm) {
+                continue;
+            }
+            match key.kid.clone() {
+                Some(kid) => {
+                    by_kid.insert(kid, key);
+                }
+                None => keys_without_kid.push(key),
+            }
+        }
+        Verifier {
+            by_kid,
+            keys_without_kid,
+            audiences: self.audiences,
+            issuer: self.issuer,
+            leeway: i64::try_from(self.leeway).unwrap_or(i64::MAX),
+            max_lifetime: self
+                .max_lifetime
+                .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+        }
+    }
+}
+
+/// Verifies JWTs against a set of public keys. Cheap to share behind an `Arc`; `verify` takes
+/// `&self` and does no I/O.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    by_kid: HashMap<String, VerifyingKey>,
+    keys_without_kid: Vec<VerifyingKey>,
+    audiences: Vec<String>,
+    issuer: Option<String>,
+    leeway: i64,
+    max_lifetime: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    kid: Option<String>,
+    crit: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct RegisteredClaims {
+    exp: Option<i64>,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+    aud: Option<Audience>,
+    iss: Option<String>,
+}
+
+fn malformed(detail: impl Into<String>) -> VerifyError {
+    VerifyError::new(VerifyErrorKind::Malformed, detail)
+}
+
+fn decode_segment(segment: &str, name: &str) -> Result<Vec<u8>, VerifyError> {
+    // The engine refuses padding and non-zero trailing bits, so only canonical base64url passes.
+    URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| malformed(format!("the {name} is not canonical base64url")))
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Verifier {
+    /// Starts configuring a verifier.
+    pub fn builder() -> VerifierBuilder {
+        VerifierBuilder::default()
+    }
+
+    /// How many keys the verifier holds.
+    pub fn key_count(&self) -> usize {
+        self.by_kid.len() + self.keys_without_kid.len()
+    }
+
+    /// Whether a key with this `kid` is in the set.
+    pub fn has_kid(&self, kid: &str) -> bool {
+        self.by_kid.contains_key(kid)
+    }
+
+    /// Verifies a JWThenticator token now and returns its claims.
+    pub fn verify(&self, token: &str) -> Result<Claims, VerifyError> {
+        self.verify_at(token, now_unix())
+    }
+
+    /// Verifies a token now and deserialises its payload as `C`, for tokens of other issuers.
+    pub fn verify_as<C: DeserializeOwned>(&self, token: &str) -> Result<C, VerifyError> {
+        self.verify_as_at(token, now_unix())
+    }
+
+    /// [`Verifier::verify`] at a given time (seconds since the Unix epoch), for tests.
+    pub fn verify_at(&self, token: &str, now: i64) -> Result<Claims, VerifyError> {
+        self.verify_as_at(token, now)
+    }
+
+    /// [`Verifier::verify_as`] at a given time (seconds since the Unix epoch).
+    pub fn verify_as_at<C: DeserializeOwned>(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<C, VerifyError> {
+        let payload = self.verify_signature(token)?;
+        self.check_claims(&payload, now)?;
+        serde_json::from_slice(&payload).map_err(|e| {
+            VerifyError::new(
+                VerifyErrorKind::InvalidClaims,
+                format!("invalid claims: {e}"),
+            )
+        })
+    }
+
+    /// The `kid` of a token's header, without verifying anything. Used by caches to decide
+    /// whether a key set needs refreshing.
+    pub fn peek_kid(token: &str) -> Option<String> {
+        let header = token.split('.').next()?;
+        let bytes = decode_segment(header, "header").ok()?;
+        serde_json::from_slice::<Header>(&bytes).ok()?.kid
+    }
+
+    /// Checks the header and the signature; returns the decoded payload.
+    fn verify_signature(&self, token: &str) -> Result<Vec<u8>, VerifyError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(malformed(format!(
+                "the token is longer than {MAX_TOKEN_LEN} bytes"
+            )));
+        }
+        let mut segments = token.split('.');
+        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) = (
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+        ) else {
+            return Err(malformed("a JWT has exactly three dot-separated segments"));
+        };
+
+        let header: Header = serde_json::from_slice(&decode_segment(header_b64, "header")?)
+            .map_err(|e| malformed(format!("the header is not a valid JOSE header: {e}")))?;
+        if header.crit.is_some() {
+            return Err(VerifyError::new(
+                VerifyErrorKind::CriticalHeader,
+                "the `crit` header parameter is not supported",
+            ));
+        }
+        let alg = parse_algorithm(&header.alg).ok_or_else(|| {
+            VerifyError::new(
+                VerifyErrorKind::UnsupportedAlgorithm,
+                format!("algorithm `{}` is not accepted", header.alg.escape_debug()),
+            )
+        })?;
+        let key = self.key_for(header.kid.as_deref())?;
+        if alg != key.algorithm {
+            return Err(VerifyError::new(
+                VerifyErrorKind::AlgorithmMismatch,
+                format!(
+                    "the token says {alg:?} but the key is for {:?}",
+                    key.algorithm
+                ),
+            ));
+        }
+
+        decode_segment(signature_b64, "signature")?;
+        let message_len = header_b64.len() + 1 + payload_b64.len();
+        let valid = crypto::verify(
+            signature_b64,
+            &token.as_bytes()[..message_len],
+            &key.key,
+            alg,
+        )
+        .unwrap_or(false);
+        if !valid {
+            return Err(VerifyError::new(
+                VerifyErrorKind::InvalidSignature,
+                "the signature does not verify",
+            ));
+        }
+        decode_segment(payload_b64, "payload")
+    }
+
+    fn key_for(&self, kid: Option<&str>) -> Result<&VerifyingKey, VerifyError> {
+        match kid {
+            Some(kid) => self.by_kid.get(kid).ok_or_else(|| {
+                VerifyError::new(
+                    VerifyErrorKind::UnknownKeyId,
+                    "no key with the token's `kid`",
+                )
+            }),
+            None => match (self.keys_without_kid.as_slice(), self.by_kid.len()) {
+                ([only], 0) => Ok(only),
+                ([], 1) => Ok(self.by_kid.values().next().ok_or_else(|| {
+                    VerifyError::new(VerifyErrorKind::MissingKeyId, "the token has no `kid`")
+                })?),
+                _ => Err(VerifyError::new(
+                    VerifyErrorKind::MissingKeyId,
+                    "the token has no `kid` and the key set holds several keys",
+                )),
+            },
+        }
+    }
+
+    fn check_claims(&self, payload: &[u8], now: i64) -> Result<(), VerifyError> {
+        let invalid = |detail: String| VerifyError::new(VerifyErrorKind::InvalidClaims, detail);
+        let claims: RegisteredClaims =
+            serde_json::from_slice(payload).map_err(|e| invalid(format!("invalid claims: {e}")))?;
+        let exp = claims
+            .exp
+            .ok_or_else(|| invalid("the `exp` claim is required".to_owned()))?;
+        if now >= exp.saturating_add(self.leeway) {
+            return Err(VerifyError::new(
+                VerifyErrorKind::Expired,
+                "the token has expired",
+            ));
+        }
+        if let Some(max) = self.max_lifetime {
+            if exp > now.saturating_add(max).saturating_add(self.leeway) {
+                return Err(VerifyError::new(
+                    VerifyErrorKind::LifetimeTooLong,
+                    "the token's `exp` is further away than the maximum lifetime",
+                ));
+            }
+        }
+        for (name, value) in [("nbf", claims.nbf), ("iat", claims.iat)] {
+            if value.is_some_and(|t| t > now.saturating_add(self.leeway)) {
+                return Err(VerifyError::new(
+                    VerifyErrorKind::NotYetValid,
+                    format!("the token's `{name}` is in the future"),
+                ));
+            }
+        }
+        match (&claims.aud, self.audiences.is_empty()) {
+            (Some(aud), false) if !self.audiences.iter().any(|a| aud.contains(a)) => {
+                return Err(VerifyError::new(
+                    VerifyErrorKind::InvalidAudience,
+                    "the token's `aud` names no accepted audience",
+                ));
+            }
+            (None, false) => {
+                return Err(VerifyError::new(
+                    VerifyErrorKind::InvalidAudience,
+                    "the token has no `aud` claim",
+                ));
+            }
+            (Some(_), true) => {
+                return Err(VerifyError::new(
+                    VerifyErrorKind::InvalidAudience,
+                    "the token has an `aud` claim but no audience is accepted",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(issuer) = &self.issuer {
+            if claims.iss.as_deref() != Some(issuer.as_str()) {
+                return Err(VerifyError::new(
+                    VerifyErrorKind::InvalidIssuer,
+                    "the token's `iss` is not the accepted issuer",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
