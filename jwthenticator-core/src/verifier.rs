@@ -140,10 +140,10 @@ impl VerifyingKey {
     /// derived from the curve for `EC`/`OKP` keys. Symmetric (`oct`) keys are refused: a
     /// public JWKS never holds one, and accepting one is the HS/RS confusion attack.
     pub fn from_jwk(jwk: &Jwk, default_alg: Option<Algorithm>) -> Result<Self, KeyError> {
-        if let Some(use_) = jwk.use_.as_deref() {
-            if use_ != "sig" {
-                return Err(KeyError::Unsupported(format!("key use `{use_}`")));
-            }
+        if let Some(use_) = jwk.use_.as_deref()
+            && use_ != "sig"
+        {
+            return Err(KeyError::Unsupported(format!("key use `{use_}`")));
         }
         let alg = match jwk.alg.as_deref() {
             Some(name) => Some(
@@ -366,6 +366,15 @@ fn decode_segment(segment: &str, name: &str) -> Result<Vec<u8>, VerifyError> {
         .map_err(|_| malformed(format!("the {name} is not canonical base64url")))
 }
 
+/// Parses a JOSE header or a claims set, which must be a JSON object (RFC 7515 section 4,
+/// RFC 7519 section 7.2). Serde's derived structs would also read a JSON array field by field.
+fn from_json_object<T: DeserializeOwned>(json: &[u8]) -> serde_json::Result<T> {
+    if json.trim_ascii_start().first() != Some(&b'{') {
+        return Err(serde::de::Error::custom("expected a JSON object"));
+    }
+    serde_json::from_slice(json)
+}
+
 fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -424,7 +433,7 @@ impl Verifier {
     pub fn peek_kid(token: &str) -> Option<String> {
         let header = token.split('.').next()?;
         let bytes = decode_segment(header, "header").ok()?;
-        serde_json::from_slice::<Header>(&bytes).ok()?.kid
+        from_json_object::<Header>(&bytes).ok()?.kid
     }
 
     /// Checks the header and the signature; returns the decoded payload.
@@ -444,7 +453,7 @@ impl Verifier {
             return Err(malformed("a JWT has exactly three dot-separated segments"));
         };
 
-        let header: Header = serde_json::from_slice(&decode_segment(header_b64, "header")?)
+        let header: Header = from_json_object(&decode_segment(header_b64, "header")?)
             .map_err(|e| malformed(format!("the header is not a valid JOSE header: {e}")))?;
         if header.crit.is_some() {
             return Err(VerifyError::new(
@@ -511,7 +520,7 @@ impl Verifier {
     fn check_claims(&self, payload: &[u8], now: i64) -> Result<(), VerifyError> {
         let invalid = |detail: String| VerifyError::new(VerifyErrorKind::InvalidClaims, detail);
         let claims: RegisteredClaims =
-            serde_json::from_slice(payload).map_err(|e| invalid(format!("invalid claims: {e}")))?;
+            from_json_object(payload).map_err(|e| invalid(format!("invalid claims: {e}")))?;
         let exp = claims
             .exp
             .ok_or_else(|| invalid("the `exp` claim is required".to_owned()))?;
@@ -521,13 +530,13 @@ impl Verifier {
                 "the token has expired",
             ));
         }
-        if let Some(max) = self.max_lifetime {
-            if exp > now.saturating_add(max).saturating_add(self.leeway) {
-                return Err(VerifyError::new(
-                    VerifyErrorKind::LifetimeTooLong,
-                    "the token's `exp` is further away than the maximum lifetime",
-                ));
-            }
+        if let Some(max) = self.max_lifetime
+            && exp > now.saturating_add(max).saturating_add(self.leeway)
+        {
+            return Err(VerifyError::new(
+                VerifyErrorKind::LifetimeTooLong,
+                "the token's `exp` is further away than the maximum lifetime",
+            ));
         }
         for (name, value) in [("nbf", claims.nbf), ("iat", claims.iat)] {
             if value.is_some_and(|t| t > now.saturating_add(self.leeway)) {
@@ -558,14 +567,18 @@ impl Verifier {
             }
             _ => {}
         }
-        if let Some(issuer) = &self.issuer {
-            if claims.iss.as_deref() != Some(issuer.as_str()) {
-                return Err(VerifyError::new(
-                    VerifyErrorKind::InvalidIssuer,
-                    "the token's `iss` is not the accepted issuer",
-                ));
-            }
+        if let Some(issuer) = &self.issuer
+            && claims.iss.as_deref() != Some(issuer.as_str())
+        {
+            return Err(VerifyError::new(
+                VerifyErrorKind::InvalidIssuer,
+                "the token's `iss` is not the accepted issuer",
+            ));
         }
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "verifier_tests.rs"]
+mod tests;

@@ -1,1 +1,222 @@
-//! x
+//! The JWThenticator server: clients registered with a secret key and a UUID authenticate for a
+//! short-lived signed JWT and a refresh token; gateways validate tokens at `/validate_request`
+//! or verify them locally against `/jwks`.
+//!
+//! `main.rs` only parses the configuration and calls [`run`]; [`App`] builds the same endpoint
+//! for tests, which call it without a socket.
+//!
+//! ```no_run
+//! use clap::Parser;
+//! use jwthenticator_server::{App, Config};
+//!
+//! # async fn example() -> anyhow::Result<()> {
+//! let config = Config::parse_from(["jwthenticator-server", "--database-url", "sqlite://auth.db"]);
+//! let app = App::new(&config).await?;
+//! let client = poem::test::TestClient::new(app.endpoint());
+//! client.get("/health").send().await.assert_status_is_ok();
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod config;
+pub mod keys;
+pub mod store;
+
+mod api;
+mod error;
+mod middleware;
+mod state;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use poem::listener::TcpListener;
+use poem::{EndpointExt, Route};
+use poem_openapi::{OpenApi, OpenApiService};
+
+pub use config::{Config, Database};
+pub use state::AppState;
+
+use api::{ExternalApi, GeneralApi, InternalApi};
+use middleware::{MaxBodySize, observe};
+
+/// How often expired keys and refresh tokens are deleted.
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// A configured server: database opened and migrated, keys loaded.
+#[derive(Debug)]
+pub struct App {
+    state: Arc<AppState>,
+    prefix: String,
+    external: bool,
+    internal: bool,
+    max_body_size: usize,
+}
+
+impl App {
+    /// Opens the database (creating and migrating it as configured) and loads the keys.
+    pub async fn new(config: &Config) -> anyhow::Result<Self> {
+        let prefix = config.url_prefix()?;
+        let database = config.database()?;
+        let key_file = match &database {
+            Database::Sqlite {
+                file: Some(file), ..
+            } => Some(embedded_key_path(file)),
+            _ => None,
+        };
+        let store = store::connect(&database, config.db_max_connections)
+            .await
+            .context("opening the database")?;
+        let keys = keys::load(config, key_file.as_deref()).context("loading the signing key")?;
+        Ok(Self {
+            state: Arc::new(AppState::new(config, store, keys)),
+            prefix,
+            external: !config.disable_external_api,
+            internal: !config.disable_internal_api,
+            max_body_size: config.max_body_size,
+        })
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Every enabled route under the prefix, with the OpenAPI document at `/openapi.json` and
+    /// `/openapi.yaml`, JSON errors and request logging.
+    pub fn endpoint(&self) -> poem::endpoint::BoxEndpoint<'static> {
+        let routes = match (self.external, self.internal) {
+            (true, true) => mount(openapi_service(
+                (GeneralApi, ExternalApi, InternalApi),
+                &self.prefix,
+            )),
+            (true, false) => mount(openapi_service((GeneralApi, ExternalApi), &self.prefix)),
+            (false, true) => mount(openapi_service((GeneralApi, InternalApi), &self.prefix)),
+            (false, false) => mount(openapi_service(GeneralApi, &self.prefix)),
+        };
+        let routes = if self.prefix.is_empty() {
+            routes
+        } else {
+            Route::new().nest(&self.prefix, routes)
+        };
+        routes
+            .data(self.state.clone())
+            .data(MaxBodySize(self.max_body_size))
+            .around(observe)
+            .boxed()
+    }
+
+    /// Serves on `listener` until SIGTERM/SIGINT, then drains in-flight requests for at most
+    /// `shutdown_timeout`. Expired rows are purged every hour meanwhile.
+    pub async fn serve(
+        self,
+        listener: TcpListener<String>,
+        shutdown_timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let store = self.state.store.clone();
+        let purger = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(PURGE_INTERVAL);
+            loop {
+                ticks.tick().await;
+                match store.purge_expired(chrono::Utc::now()).await {
+                    Ok(0) => {}
+                    Ok(rows) => tracing::info!(rows, "purged expired keys and refresh tokens"),
+                    Err(err) => tracing::warn!(error = %err, "purging expired rows failed"),
+                }
+            }
+        });
+        let result = poem::Server::new(listener)
+            .run_with_graceful_shutdown(self.endpoint(), shutdown_signal(), Some(shutdown_timeout))
+            .await;
+        purger.abort();
+        result.context("serving")
+    }
+}
+
+/// The generated signing key of the embedded database lives beside it.
+fn embedded_key_path(database_file: &std::path::Path) -> PathBuf {
+    let mut name = database_file.as_os_str().to_owned();
+    name.push(".signing-key.pem");
+    PathBuf::from(name)
+}
+
+fn openapi_service<T: OpenApi>(apis: T, prefix: &str) -> OpenApiService<T, ()> {
+    OpenApiService::new(apis, "JWThenticator", env!("CARGO_PKG_VERSION"))
+        .description(
+            "Key-to-JWT authentication for services and IoT fleets: register a key, exchange it \
+             for a short-lived JWT and a refresh token, validate tokens at the gateway or \
+             locally against the JWKS.",
+        )
+        .server(if prefix.is_empty() { "/" } else { prefix })
+}
+
+fn mount<T: OpenApi + 'static>(service: OpenApiService<T, ()>) -> Route {
+    Route::new()
+        .at("/openapi.json", service.spec_endpoint())
+        .at("/openapi.yaml", service.spec_endpoint_yaml())
+        .nest("/", service)
+}
+
+/// The OpenAPI document of every route (both groups enabled), as committed in `openapi.yaml`.
+pub fn openapi_yaml() -> String {
+    openapi_service((GeneralApi, ExternalApi, InternalApi), "").spec_yaml()
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}
+
+/// Logs to stderr: plain text, or JSON lines with `LOG_FORMAT=json`; the level comes from
+/// `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Runs the server as configured until a shutdown signal.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let app = App::new(&config).await?;
+    let address = format!("{}:{}", config.host, config.port);
+    tracing::info!(
+        %address,
+        prefix = %app.prefix,
+        external_api = app.external,
+        internal_api = app.internal,
+        signing = app.state.keys().signer().is_some(),
+        "listening"
+    );
+    app.serve(
+        TcpListener::bind(address),
+        Duration::from_secs(config.shutdown_timeout),
+    )
+    .await
+}

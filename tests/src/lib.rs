@@ -1,1 +1,167 @@
-//! x
+//! Starts the real server binary on a loopback port for end-to-end tests.
+//!
+//! Integration tests of this package pass `env!("CARGO_BIN_EXE_jwthenticator-server-e2e")`,
+//! the server's own `main.rs` built as a binary of this package.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+/// Every configuration variable the server reads, cleared so the caller's environment cannot
+/// leak into a test.
+const SERVER_VARIABLES: &[&str] = &[
+    "HOST",
+    "PORT",
+    "URL_PREFIX",
+    "DISABLE_EXTERNAL_API",
+    "DISABLE_INTERNAL_API",
+    "JWT_ALGORITHM",
+    "JWT_LEASE_TIME",
+    "JWT_AUDIENCE",
+    "JWT_LEEWAY",
+    "KEY_EXPIRY",
+    "REFRESH_TOKEN_EXPIRY",
+    "RSA_PUBLIC_KEY",
+    "RSA_PRIVATE_KEY",
+    "RSA_PUBLIC_KEY_PATH",
+    "RSA_PRIVATE_KEY_PATH",
+    "RSA_KEY_SIZE",
+    "DATABASE_URL",
+    "DB_URI",
+    "DB_USER",
+    "DB_PASS",
+    "DB_HOST",
+    "DB_NAME",
+    "DATA_DIR",
+    "DB_MAX_CONNECTIONS",
+    "MAX_BODY_SIZE",
+    "SHUTDOWN_TIMEOUT",
+    "LOG_FORMAT",
+];
+
+/// A server process on 127.0.0.1, killed when dropped.
+#[derive(Debug)]
+pub struct TestServer {
+    base_url: String,
+    child: Child,
+    log_path: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+/// Configures a [`TestServer`] before starting it.
+#[derive(Debug)]
+#[must_use]
+pub struct TestServerBuilder {
+    binary: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free loopback port")
+}
+
+impl TestServer {
+    /// Starts configuring a server run from `binary`.
+    pub fn builder(binary: impl Into<PathBuf>) -> TestServerBuilder {
+        TestServerBuilder {
+            binary: binary.into(),
+            env: Vec::new(),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The URL of `path` on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// The server's data directory (its embedded database and key live here).
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Everything the server logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the process to end; returns whether it exited successfully.
+    pub async fn terminate(mut self) -> bool {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status()
+                .await;
+        }
+        match tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await {
+            Ok(Ok(status)) => status.success(),
+            _ => false,
+        }
+    }
+}
+
+impl TestServerBuilder {
+    /// Sets an environment variable of the server process.
+    pub fn env(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.env.push((name.to_owned(), value.into()));
+        self
+    }
+
+    /// Starts the server on a free loopback port, with its data in a temporary directory, and
+    /// waits until `/health` answers.
+    pub async fn start(self) -> TestServer {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let port = free_port();
+        let log_path = dir.path().join("server.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut command = Command::new(&self.binary);
+        for name in SERVER_VARIABLES {
+            command.env_remove(name);
+        }
+        command
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("DATA_DIR", dir.path())
+            .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .kill_on_drop(true);
+        let child = command.spawn().expect("start the server binary");
+        let mut server = TestServer {
+            base_url: format!("http://127.0.0.1:{port}"),
+            child,
+            log_path,
+            dir,
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("the server exited with {status}:\n{}", server.logs());
+            }
+            if let Ok(response) = client.get(server.url("/health")).send().await
+                && response.status().is_success()
+            {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "the server did not answer /health within 30 s:\n{}",
+            server.logs()
+        );
+    }
+}

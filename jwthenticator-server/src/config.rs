@@ -1,0 +1,503 @@
+//! Configuration: the Python original's environment variables, each also a `--flag`.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::Parser;
+use clap::builder::BoolishValueParser;
+use jwthenticator_core::Algorithm;
+
+/// A configuration value that must never be printed: `Debug` and `Display` show `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret value itself. Call only where the value is used, never to log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Ok(Self(value.to_owned()))
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+/// Everything the server can be told. Every field is an environment variable of the Python
+/// original (or a new one) and a `--flag`; flags win over the environment.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "jwthenticator-server",
+    version,
+    about = "Key-to-JWT authentication server for services and IoT fleets.",
+    long_about = "Key-to-JWT authentication server for services and IoT fleets: clients registered \
+with a secret key and a UUID authenticate for a short-lived signed JWT and a refresh token; \
+gateways validate tokens at /validate_request or verify them locally against /jwks.\n\n\
+Database: DATABASE_URL (sqlite:// or postgres://) if set; else any DB_URI/DB_USER/DB_PASS/\
+DB_HOST/DB_NAME means PostgreSQL (the database is created if missing); else an embedded \
+SQLite file in DATA_DIR."
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: String,
+
+    /// Port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// Path prefix for every route, e.g. `/auth`.
+    #[arg(long, env = "URL_PREFIX", default_value = "")]
+    pub url_prefix: String,
+
+    /// Disable the external API (authenticate, refresh, validate, validate_request).
+    #[arg(long, env = "DISABLE_EXTERNAL_API", value_parser = BoolishValueParser::new(),
+          default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    pub disable_external_api: bool,
+
+    /// Disable the internal API (register_key, is_key_registered).
+    #[arg(long, env = "DISABLE_INTERNAL_API", value_parser = BoolishValueParser::new(),
+          default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    pub disable_internal_api: bool,
+
+    /// JWT signing algorithm: RS256, RS384, RS512, PS256, PS384 or PS512.
+    #[arg(long, env = "JWT_ALGORITHM", default_value = "RS256", value_parser = parse_signing_algorithm)]
+    pub jwt_algorithm: Algorithm,
+
+    /// Lifetime of an issued JWT, in seconds (the original's default: 25 hours).
+    #[arg(long, env = "JWT_LEASE_TIME", default_value_t = 25 * 3600)]
+    pub jwt_lease_time: u64,
+
+    /// Comma-separated audiences written to `aud` and required on validation.
+    #[arg(long, env = "JWT_AUDIENCE", value_delimiter = ',')]
+    pub jwt_audience: Vec<String>,
+
+    /// Clock skew tolerated when validating `exp`, `nbf` and `iat`, in seconds.
+    #[arg(long, env = "JWT_LEEWAY", default_value_t = jwthenticator_core::DEFAULT_LEEWAY_SECS)]
+    pub jwt_leeway: u64,
+
+    /// Lifetime of a registered key, in seconds (120 days; registering again extends it).
+    #[arg(long, env = "KEY_EXPIRY", default_value_t = 120 * 86_400)]
+    pub key_expiry: u64,
+
+    /// Lifetime of a refresh token, in seconds (60 days).
+    #[arg(long, env = "REFRESH_TOKEN_EXPIRY", default_value_t = 60 * 86_400)]
+    pub refresh_token_expiry: u64,
+
+    /// PEM public key (SPKI or PKCS#1). Alone, the server validates but cannot issue tokens.
+    #[arg(
+        long,
+        env = "RSA_PUBLIC_KEY",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
+    pub rsa_public_key: Option<String>,
+
+    /// PEM private key (PKCS#1 or PKCS#8).
+    #[arg(
+        long,
+        env = "RSA_PRIVATE_KEY",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
+    pub rsa_private_key: Option<Secret>,
+
+    /// File holding the PEM public key; generated together with the private key file when missing.
+    #[arg(long, env = "RSA_PUBLIC_KEY_PATH")]
+    pub rsa_public_key_path: Option<PathBuf>,
+
+    /// File holding the PEM private key; generated when missing.
+    #[arg(long, env = "RSA_PRIVATE_KEY_PATH")]
+    pub rsa_private_key_path: Option<PathBuf>,
+
+    /// Size in bits of a generated RSA key: 2048, 3072 or 4096.
+    #[arg(long, env = "RSA_KEY_SIZE", default_value_t = 2048)]
+    pub rsa_key_size: u32,
+
+    /// Database URL: `sqlite://path/to/file.db` or `postgres://user:pass@host/db`.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
+
+    /// PostgreSQL URL as the original wrote it (a `+pg8000`/`+asyncpg` driver suffix is fine).
+    #[arg(long, env = "DB_URI", hide_env_values = true)]
+    pub db_uri: Option<Secret>,
+
+    /// PostgreSQL user (default `postgres`).
+    #[arg(long, env = "DB_USER")]
+    pub db_user: Option<String>,
+
+    /// PostgreSQL password.
+    #[arg(long, env = "DB_PASS", hide_env_values = true)]
+    pub db_pass: Option<Secret>,
+
+    /// PostgreSQL host, optionally with `:port` (default `localhost`).
+    #[arg(long, env = "DB_HOST")]
+    pub db_host: Option<String>,
+
+    /// PostgreSQL database (default `jwthenticator`), created if missing.
+    #[arg(long, env = "DB_NAME")]
+    pub db_name: Option<String>,
+
+    /// Directory of the embedded SQLite database and its generated signing key.
+    #[arg(long, env = "DATA_DIR", default_value = "jwthenticator-data")]
+    pub data_dir: PathBuf,
+
+    /// Largest number of database connections per server process.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "MAX_BODY_SIZE", default_value_t = 64 * 1024)]
+    pub max_body_size: usize,
+
+    /// Seconds to wait for in-flight requests on SIGTERM/SIGINT before closing them.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    pub shutdown_timeout: u64,
+}
+
+fn parse_signing_algorithm(name: &str) -> Result<Algorithm, String> {
+    match name.parse::<Algorithm>() {
+        Ok(
+            alg @ (Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512),
+        ) => Ok(alg),
+        _ => Err(format!(
+            "`{name}` is not a supported signing algorithm (RS256, RS384, RS512, PS256, PS384, PS512)"
+        )),
+    }
+}
+
+/// A configuration that cannot work, with the variable to fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A database URL with a scheme other than sqlite or postgres.
+    #[error("unsupported database URL scheme `{0}`: use sqlite:// or postgres://")]
+    UnsupportedDatabase(String),
+    /// Any other invalid value.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// PostgreSQL at this URL.
+    Postgres {
+        /// `postgres://` URL.
+        url: Secret,
+        /// Create the database when it does not exist (the original's behaviour for `DB_*`).
+        create_if_missing: bool,
+    },
+    /// An SQLite database at this URL (`sqlite://file` or `sqlite::memory:`).
+    Sqlite {
+        /// `sqlite:` URL.
+        url: String,
+        /// The database file, when it is one (not in memory).
+        file: Option<PathBuf>,
+    },
+}
+
+fn non_empty<T: AsRef<str>>(value: &Option<T>) -> Option<&str> {
+    value.as_ref().map(AsRef::as_ref).filter(|v| !v.is_empty())
+}
+
+impl AsRef<str> for Secret {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `postgresql+pg8000://u@h/db` → `postgres://u@h/db`; `None` for other schemes.
+fn normalize_postgres_url(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let base = scheme.split('+').next().unwrap_or(scheme);
+    matches!(base, "postgres" | "postgresql").then(|| format!("postgres://{rest}"))
+}
+
+fn sqlite_database(url: &str) -> Database {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or_default();
+    let path = path.split('?').next().unwrap_or_default();
+    let file = (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path));
+    Database::Sqlite {
+        url: url.to_owned(),
+        file,
+    }
+}
+
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Config {
+    /// Picks the database: `DATABASE_URL`; else the original's `DB_URI`/`DB_*` (PostgreSQL,
+    /// created if missing); else an embedded SQLite file in `DATA_DIR`.
+    pub fn database(&self) -> Result<Database, ConfigError> {
+        if let Some(url) = non_empty(&self.database_url) {
+            if url.starts_with("sqlite:") {
+                return Ok(sqlite_database(url));
+            }
+            let url = normalize_postgres_url(url).ok_or_else(|| {
+                ConfigError::UnsupportedDatabase(
+                    url.split(':').next().unwrap_or_default().to_owned(),
+                )
+            })?;
+            return Ok(Database::Postgres {
+                url: Secret(url),
+                create_if_missing: false,
+            });
+        }
+        if let Some(uri) = non_empty(&self.db_uri) {
+            let url = normalize_postgres_url(uri).ok_or_else(|| {
+                ConfigError::UnsupportedDatabase(
+                    uri.split(':').next().unwrap_or_default().to_owned(),
+                )
+            })?;
+            return Ok(Database::Postgres {
+                url: Secret(url),
+                create_if_missing: true,
+            });
+        }
+        let parts = [
+            non_empty(&self.db_user),
+            non_empty(&self.db_pass),
+            non_empty(&self.db_host),
+            non_empty(&self.db_name),
+        ];
+        if parts.iter().any(Option::is_some) {
+            let [user, pass, host, name] = parts;
+            let user = percent_encode(user.unwrap_or("postgres"));
+            let credentials = match pass {
+                Some(pass) => format!("{user}:{}", percent_encode(pass)),
+                None => user,
+            };
+            let url = format!(
+                "postgres://{credentials}@{}/{}",
+                host.unwrap_or("localhost"),
+                percent_encode(name.unwrap_or("jwthenticator"))
+            );
+            return Ok(Database::Postgres {
+                url: Secret(url),
+                create_if_missing: true,
+            });
+        }
+        let file = self.data_dir.join("jwthenticator.db");
+        Ok(Database::Sqlite {
+            url: format!("sqlite://{}", file.display()),
+            file: Some(file),
+        })
+    }
+
+    /// `URL_PREFIX` as a path: empty, or starting with `/` and not ending with one.
+    pub fn url_prefix(&self) -> Result<String, ConfigError> {
+        let trimmed = self.url_prefix.trim().trim_end_matches('/');
+        if trimmed.is_empty() {
+            return Ok(String::new());
+        }
+        if trimmed.contains(['?', '#', ' ', '*', '{', '}', ':']) {
+            return Err(ConfigError::Invalid(format!(
+                "URL_PREFIX `{}` must be a plain path such as /auth",
+                self.url_prefix
+            )));
+        }
+        Ok(if trimmed.starts_with('/') {
+            trimmed.to_owned()
+        } else {
+            format!("/{trimmed}")
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("jwthenticator-server").chain(args.iter().copied()))
+            .expect("valid arguments")
+    }
+
+    fn postgres_url(database: Database) -> (String, bool) {
+        match database {
+            Database::Postgres {
+                url,
+                create_if_missing,
+            } => (url.expose().to_owned(), create_if_missing),
+            other => panic!("expected PostgreSQL, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn database_url_wins_over_db_uri_and_db_parts() {
+        let cfg = config(&[
+            "--database-url",
+            "sqlite://x.db",
+            "--db-uri",
+            "postgresql://u@h/d",
+            "--db-host",
+            "h",
+        ]);
+        assert!(
+            matches!(cfg.database().unwrap(), Database::Sqlite { file: Some(f), .. } if f.as_path() == std::path::Path::new("x.db"))
+        );
+    }
+
+    #[test]
+    fn database_url_for_postgres_is_not_created_if_missing() {
+        let cfg = config(&["--database-url", "postgresql://u@h/d"]);
+        assert_eq!(
+            postgres_url(cfg.database().unwrap()),
+            ("postgres://u@h/d".into(), false)
+        );
+    }
+
+    #[test]
+    fn db_uri_with_python_driver_suffix_is_understood_and_wins_over_parts() {
+        for (uri, expected) in [
+            ("postgresql+pg8000://u:p@h/d", "postgres://u:p@h/d"),
+            ("postgresql+asyncpg://u@h:5433/d", "postgres://u@h:5433/d"),
+        ] {
+            let cfg = config(&["--db-uri", uri, "--db-host", "other"]);
+            assert_eq!(
+                postgres_url(cfg.database().unwrap()),
+                (expected.into(), true)
+            );
+        }
+    }
+
+    #[test]
+    fn db_parts_mean_postgres_with_the_original_defaults() {
+        let cfg = config(&["--db-host", "db.internal:5433"]);
+        assert_eq!(
+            postgres_url(cfg.database().unwrap()),
+            (
+                "postgres://postgres@db.internal:5433/jwthenticator".into(),
+                true
+            )
+        );
+        let cfg = config(&[
+            "--db-user",
+            "a b",
+            "--db-pass",
+            "p@ss/word",
+            "--db-name",
+            "auth",
+        ]);
+        assert_eq!(
+            postgres_url(cfg.database().unwrap()).0,
+            "postgres://a%20b:p%40ss%2Fword@localhost/auth"
+        );
+    }
+
+    #[test]
+    fn nothing_configured_means_embedded_sqlite_in_the_data_dir() {
+        let cfg = config(&["--data-dir", "/tmp/jwt-data"]);
+        assert_eq!(
+            cfg.database().unwrap(),
+            Database::Sqlite {
+                url: "sqlite:///tmp/jwt-data/jwthenticator.db".into(),
+                file: Some(PathBuf::from("/tmp/jwt-data/jwthenticator.db")),
+            }
+        );
+    }
+
+    #[test]
+    fn empty_variables_count_as_unset() {
+        let cfg = config(&["--database-url", "", "--db-host", ""]);
+        assert!(matches!(cfg.database().unwrap(), Database::Sqlite { .. }));
+    }
+
+    #[test]
+    fn other_database_schemes_are_refused() {
+        let cfg = config(&["--database-url", "mysql://u@h/d"]);
+        assert!(matches!(cfg.database(), Err(ConfigError::UnsupportedDatabase(s)) if s == "mysql"));
+    }
+
+    #[test]
+    fn url_prefix_is_normalised() {
+        for (raw, expected) in [
+            ("", ""),
+            ("/", ""),
+            ("auth", "/auth"),
+            ("/auth/", "/auth"),
+            ("/a/b", "/a/b"),
+        ] {
+            assert_eq!(
+                config(&["--url-prefix", raw]).url_prefix().unwrap(),
+                expected,
+                "{raw}"
+            );
+        }
+        assert!(config(&["--url-prefix", "/a?b"]).url_prefix().is_err());
+    }
+
+    #[test]
+    fn boolean_flags_accept_the_original_spellings() {
+        for (raw, expected) in [
+            ("true", true),
+            ("1", true),
+            ("yes", true),
+            ("false", false),
+            ("0", false),
+        ] {
+            let cfg = config(&["--disable-external-api", raw]);
+            assert_eq!(cfg.disable_external_api, expected, "{raw}");
+        }
+        assert!(config(&["--disable-internal-api"]).disable_internal_api);
+    }
+
+    #[test]
+    fn unsupported_algorithms_are_refused_at_parse_time() {
+        for alg in ["HS256", "none", "rs256"] {
+            let result = Config::try_parse_from(["x", "--jwt-algorithm", alg]);
+            assert!(result.is_err(), "{alg}");
+        }
+    }
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let cfg = config(&[
+            "--rsa-private-key",
+            "-----BEGIN PRIVATE KEY-----SECRETPEM",
+            "--db-pass",
+            "hunter2",
+            "--database-url",
+            "postgres://u:hunter3@h/d",
+        ]);
+        let debug = format!("{cfg:?}");
+        for secret in ["SECRETPEM", "hunter2", "hunter3"] {
+            assert!(!debug.contains(secret), "{secret} leaked: {debug}");
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Request-level behaviour: JSON bodies whatever their Content-Type, the body size limit, and
+//! the request log line.
+
+use std::time::Instant;
+
+use poem::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use poem::http::{HeaderValue, StatusCode};
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
+use serde::de::DeserializeOwned;
+
+use crate::error::into_json_response;
+
+/// The largest request body accepted, in bytes (request data set by the app).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MaxBodySize(pub(crate) usize);
+
+fn too_large(limit: usize) -> poem::Error {
+    poem::Error::from_string(
+        format!("the request body is larger than {limit} bytes"),
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+}
+
+fn bad_request(message: String) -> poem::Error {
+    poem::Error::from_string(message, StatusCode::BAD_REQUEST)
+}
+
+/// For the JSON endpoints: reads the body up to the size limit, checks it is a `T` (naming the
+/// field that is wrong, which poem-openapi's own message does not), and declares it JSON, since
+/// the original accepted `curl -d` bodies sent as form data.
+pub(crate) fn json_body<T: DeserializeOwned, E: Endpoint>(ep: E) -> impl Endpoint {
+    ep.before(|mut req: Request| async move {
+        let limit = req.data::<MaxBodySize>().map_or(64 * 1024, |m| m.0);
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|len| len > limit) {
+            return Err(too_large(limit));
+        }
+        let body = req
+            .take_body()
+            .into_bytes_limit(limit)
+            .await
+            .map_err(|e| match e {
+                poem::error::ReadBodyError::PayloadTooLarge => too_large(limit),
+                other => bad_request(format!("cannot read the request body: {other}")),
+            })?;
+        let mut parser = serde_json::Deserializer::from_slice(&body);
+        if let Err(err) = serde_path_to_error::deserialize::<_, T>(&mut parser) {
+            let path = err.path().to_string();
+            return Err(bad_request(if path == "." {
+                format!("invalid JSON body: {}", err.inner())
+            } else {
+                format!("field `{path}`: {}", err.inner())
+            }));
+        }
+        req.set_body(body);
+        req.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Ok(req)
+    })
+}
+
+/// Logs one line per request (method, path without query, status, latency) and turns errors
+/// into JSON answers.
+pub(crate) async fn observe<E: Endpoint>(ep: E, req: Request) -> poem::Result<Response> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let response = match ep.call(req).await {
+        Ok(response) => response.into_response(),
+        Err(err) => into_json_response(err),
+    };
+    tracing::info!(
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        "request"
+    );
+    Ok(response)
+}

@@ -1,0 +1,282 @@
+//! Test apps on SQLite or PostgreSQL, each in a fresh database, and token forging.
+
+use std::sync::OnceLock;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use clap::Parser;
+use jwthenticator_server::{App, Config};
+use poem::endpoint::BoxEndpoint;
+use poem::test::TestClient;
+use serde_json::Value;
+use sqlx::Connection;
+use uuid::Uuid;
+
+/// Where a test's data lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// PostgreSQL server used by the tests; `TEST_POSTGRES_URL` overrides it.
+pub(crate) fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// One RSA key for the whole test binary (generation is the slow part).
+pub(crate) fn private_key_pem() -> &'static str {
+    static PEM: OnceLock<String> = OnceLock::new();
+    PEM.get_or_init(|| {
+        let key = jwthenticator_server::keys::generate_rsa(2048).expect("generate");
+        jwthenticator_server::keys::private_key_pem(&key).expect("pem")
+    })
+}
+
+/// A second key that the server does not know: the attacker's.
+pub(crate) fn attacker_key_pem() -> &'static str {
+    static PEM: OnceLock<String> = OnceLock::new();
+    PEM.get_or_init(|| {
+        let key = jwthenticator_server::keys::generate_rsa(2048).expect("generate");
+        jwthenticator_server::keys::private_key_pem(&key).expect("pem")
+    })
+}
+
+/// A fresh database: a temporary SQLite file, or a new PostgreSQL database dropped afterwards.
+pub(crate) struct Database {
+    pub(crate) url: String,
+    postgres_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Database {
+    pub(crate) async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let url = format!("sqlite://{}", dir.path().join("test.db").display());
+                Self {
+                    url,
+                    postgres_name: None,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => {
+                let name = format!("jwt_test_{}", Uuid::new_v4().simple());
+                let admin_url = postgres_admin_url();
+                let mut admin = sqlx::PgConnection::connect(&admin_url)
+                    .await
+                    .expect("PostgreSQL must run at TEST_POSTGRES_URL or 127.0.0.1:5432");
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut admin)
+                    .await
+                    .expect("create database");
+                let base = admin_url.rsplit_once('/').expect("url has a database").0;
+                Self {
+                    url: format!("{base}/{name}"),
+                    postgres_name: Some(name),
+                    _dir: None,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let Some(name) = self.postgres_name.take() else {
+            return;
+        };
+        // Drop runs outside async; a short-lived thread with its own runtime cleans up.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A configured app on a fresh database, with a client that calls it without a socket.
+pub(crate) struct TestApp {
+    pub(crate) app: App,
+    pub(crate) client: TestClient<BoxEndpoint<'static>>,
+    pub(crate) database: Database,
+}
+
+pub(crate) fn config(database_url: &str, args: &[&str]) -> Config {
+    let mut argv = vec![
+        "jwthenticator-server",
+        "--database-url",
+        database_url,
+        "--rsa-private-key",
+        private_key_pem(),
+    ];
+    argv.extend_from_slice(args);
+    Config::try_parse_from(argv).expect("valid test configuration")
+}
+
+impl TestApp {
+    pub(crate) async fn new(backend: Backend) -> Self {
+        Self::with_args(backend, &[]).await
+    }
+
+    pub(crate) async fn with_args(backend: Backend, args: &[&str]) -> Self {
+        let database = Database::new(backend).await;
+        Self::on(database, args).await
+    }
+
+    pub(crate) async fn on(database: Database, args: &[&str]) -> Self {
+        let app = App::new(&config(&database.url, args))
+            .await
+            .expect("app starts");
+        let client = TestClient::new(app.endpoint());
+        Self {
+            app,
+            client,
+            database,
+        }
+    }
+
+    /// POSTs a JSON body and returns the status and the JSON answer.
+    pub(crate) async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self.client.post(path).body_json(&body).send().await;
+        let status = response.0.status().as_u16();
+        (status, response.json().await.value().deserialize())
+    }
+
+    /// Registers a new random key for a new identifier; returns both.
+    pub(crate) async fn register(&self) -> (String, Uuid) {
+        let key = format!("key-{}", Uuid::new_v4());
+        let identifier = Uuid::new_v4();
+        let (status, _) = self
+            .post(
+                "/register_key",
+                serde_json::json!({"key": key, "identifier": identifier}),
+            )
+            .await;
+        assert_eq!(status, 201);
+        (key, identifier)
+    }
+
+    /// Registers a key and authenticates with it: (jwt, refresh token, identifier).
+    pub(crate) async fn authenticate(&self) -> (String, String, Uuid) {
+        let (key, identifier) = self.register().await;
+        let (status, body) = self
+            .post(
+                "/authenticate",
+                serde_json::json!({"key": key, "identifier": identifier}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        (
+            body["jwt"].as_str().expect("jwt").to_owned(),
+            body["refresh_token"]
+                .as_str()
+                .expect("refresh token")
+                .to_owned(),
+            identifier,
+        )
+    }
+
+    /// The status and `WWW-Authenticate` of `/validate_request` with this Authorization header.
+    pub(crate) async fn validate_request(
+        &self,
+        authorization: Option<&str>,
+    ) -> (u16, Option<String>) {
+        let mut request = self.client.get("/validate_request");
+        if let Some(value) = authorization {
+            request = request.header("Authorization", value);
+        }
+        let response = request.send().await;
+        let challenge = response
+            .0
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().expect("ascii").to_owned());
+        (response.0.status().as_u16(), challenge)
+    }
+
+    /// The `kid` the server signs with.
+    pub(crate) fn kid(&self) -> String {
+        self.app.state().keys().jwks().keys[0]
+            .kid
+            .clone()
+            .expect("kid")
+    }
+}
+
+pub(crate) fn b64(bytes: impl AsRef<[u8]>) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Signs `header.payload` with a PEM RSA key and the given algorithm.
+pub(crate) fn sign_rsa(
+    pem: &str,
+    alg: jsonwebtoken::Algorithm,
+    header: &Value,
+    payload: &str,
+) -> String {
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    use rsa::pkcs8::DecodePrivateKey;
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(pem).expect("pkcs8");
+    let der = key.to_pkcs1_der().expect("der");
+    let message = format!("{}.{}", b64(header.to_string()), b64(payload));
+    let signature = jsonwebtoken::crypto::sign(
+        message.as_bytes(),
+        &jsonwebtoken::EncodingKey::from_rsa_der(der.as_bytes()),
+        alg,
+    )
+    .expect("sign");
+    format!("{message}.{signature}")
+}
+
+/// HS256 over `header.payload` with an arbitrary secret (the HS/RS confusion attack).
+pub(crate) fn sign_hmac(secret: &[u8], header: &Value, payload: &str) -> String {
+    let message = format!("{}.{}", b64(header.to_string()), b64(payload));
+    let signature = jsonwebtoken::crypto::sign(
+        message.as_bytes(),
+        &jsonwebtoken::EncodingKey::from_secret(secret).expect("secret"),
+        jsonwebtoken::Algorithm::HS256,
+    )
+    .expect("sign");
+    format!("{message}.{signature}")
+}
+
+/// Valid claims for now, as JSON text, for forged tokens.
+pub(crate) fn claims_json(exp_offset: i64) -> String {
+    let now = chrono::Utc::now().timestamp();
+    serde_json::json!({
+        "token_id": Uuid::new_v4(),
+        "identifier": Uuid::new_v4(),
+        "iat": now,
+        "exp": now + exp_offset,
+    })
+    .to_string()
+}
+
+/// Generates a `mod $name { sqlite, postgres }` pair of tests running `$name(backend)`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name($crate::support::Backend::Sqlite).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                super::$name($crate::support::Backend::Postgres).await;
+            }
+        }
+    )*};
+}
