@@ -1,0 +1,415 @@
+//! [`JwtAuthMiddleware`]: authenticates, attaches the JWT, refreshes it and retries once on 401.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Extensions;
+use http::header::AUTHORIZATION;
+use reqwest::{Request, Response, StatusCode, Url};
+use reqwest_middleware::{Error, Middleware, Next, Result};
+use uuid::Uuid;
+
+use crate::jwt::Jwt;
+use crate::server::{base_url, redacted, route_url};
+use crate::tokens::{TokenConfig, TokenListener, TokenManager, Tokens};
+use crate::{ConfigError, REDACTED};
+
+/// How long before its expiry a JWT is replaced, unless set with
+/// [`with_refresh_margin`](JwtAuthMiddlewareBuilder::with_refresh_margin).
+pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(60);
+
+/// A [`reqwest_middleware::Middleware`] that authenticates requests with a JWT from a
+/// JWThenticator server.
+///
+/// Per request it:
+/// 1. leaves the request alone if it already carries an `Authorization` header, or if its host
+///    is not on the [allow-list](JwtAuthMiddlewareBuilder::with_allowed_hosts) when one is set;
+/// 2. takes the current JWT, or, if there is none or it expires within the
+///    [refresh margin](JwtAuthMiddlewareBuilder::with_refresh_margin), gets a new one: with the
+///    refresh token, or, if the server rejects that (401), with the key. A rejected key is
+///    dropped and the request fails with [`AuthError::KeyRejected`](crate::AuthError::KeyRejected),
+///    so a revoked client never loops;
+/// 3. sends the request with `Authorization: Bearer <jwt>`, marked sensitive;
+/// 4. if the target answers 401 while that JWT is still the current one, gets a new JWT and
+///    sends the request once more. If another request replaced the JWT meanwhile, the resend
+///    uses that one without calling the server.
+///
+/// However many requests run at once, one call to the server serves all that need a new JWT,
+/// and reading the current JWT never waits behind that call. That call runs on a task of its
+/// own (so, like reqwest, the middleware needs a tokio runtime): a request that is cancelled
+/// does not cut it short. Clones share the same tokens.
+///
+/// Errors from the server are returned as [`reqwest_middleware::Error::Middleware`] holding an
+/// [`AuthError`](crate::AuthError).
+///
+/// # Note
+///
+/// The resend after a 401 needs a copy of the request, made with [`Request::try_clone`]. A
+/// request with a streaming body cannot be copied, so it is not resent: the caller gets the 401.
+///
+/// # Example
+///
+/// ```no_run
+/// use jwthenticator_reqwest::JwtAuthMiddleware;
+/// use reqwest_middleware::ClientBuilder;
+///
+/// # async fn run(identifier: uuid::Uuid) -> Result<(), Box<dyn std::error::Error>> {
+/// let auth = JwtAuthMiddleware::new("https://auth.example.com/", identifier)
+///     .with_key("the-secret-key")
+///     .with_allowed_hosts(["api.example.com"])
+///     .with_token_listener(|tokens| {
+///         if let Some(refresh_token) = tokens.refresh_token() {
+///             // Persist it, and pass it to `with_refresh_token` after a restart.
+///             # let _ = refresh_token;
+///         }
+///     })
+///     .build()?;
+/// let client = ClientBuilder::new(reqwest::Client::new()).with(auth).build();
+/// let response = client.get("https://api.example.com/things").send().await?;
+/// # let _ = response;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct JwtAuthMiddleware {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    server_url: Url,
+    allowed_hosts: Option<Vec<AllowedHost>>,
+    tokens: Arc<TokenManager>,
+}
+
+impl JwtAuthMiddleware {
+    /// Starts configuring a middleware for the JWThenticator server at `server_url` (which may
+    /// carry a path prefix, such as `https://example.com/auth/`), obtaining JWTs for
+    /// `identifier`.
+    ///
+    /// Give at least one of [`with_key`](JwtAuthMiddlewareBuilder::with_key),
+    /// [`with_refresh_token`](JwtAuthMiddlewareBuilder::with_refresh_token) or
+    /// [`with_jwt`](JwtAuthMiddlewareBuilder::with_jwt), then
+    /// [`build`](JwtAuthMiddlewareBuilder::build).
+    #[expect(
+        clippy::new_ret_no_self,
+        reason = "the documented entry point is `JwtAuthMiddleware::new(..).with_key(..).build()`"
+    )]
+    pub fn new(server_url: impl Into<String>, identifier: Uuid) -> JwtAuthMiddlewareBuilder {
+        JwtAuthMiddlewareBuilder {
+            server_url: server_url.into(),
+            identifier,
+            key: None,
+            refresh_token: None,
+            jwt: None,
+            refresh_margin: DEFAULT_REFRESH_MARGIN,
+            allowed_hosts: None,
+            listener: None,
+            http: None,
+        }
+    }
+
+    /// Whether the middleware authenticates a request to `url`: `true` unless an allow-list is
+    /// set and `url`'s host is not on it.
+    pub fn is_allowed(&self, url: &Url) -> bool {
+        self.shared
+            .allowed_hosts
+            .as_ref()
+            .is_none_or(|hosts| hosts.iter().any(|host| host.matches(url)))
+    }
+}
+
+#[async_trait::async_trait]
+impl Middleware for JwtAuthMiddleware {
+    async fn handle(
+        &self,
+        mut req: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> Result<Response> {
+        if req.headers().contains_key(AUTHORIZATION) || !self.is_allowed(req.url()) {
+            return next.run(req, extensions).await;
+        }
+        let tokens = &self.shared.tokens;
+        let lease = tokens.lease().await.map_err(Error::middleware)?;
+        req.headers_mut().insert(AUTHORIZATION, lease.header());
+        let resend = req.try_clone();
+
+        let response = next.clone().run(req, extensions).await?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        let Some(mut resend) = resend else {
+            tracing::debug!("the target answered 401, but a streaming body cannot be resent");
+            return Ok(response);
+        };
+        let renewed = tokens.renew(&lease).await.map_err(Error::middleware)?;
+        if renewed.same_jwt(&lease) {
+            return Ok(response);
+        }
+        drop(response);
+        tracing::debug!("the target answered 401; resending once with a new JWT");
+        resend.headers_mut().insert(AUTHORIZATION, renewed.header());
+        next.run(resend, extensions).await
+    }
+}
+
+impl fmt::Debug for JwtAuthMiddleware {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shared = &self.shared;
+        f.debug_struct("JwtAuthMiddleware")
+            .field("server_url", &redacted(&shared.server_url))
+            .field("identifier", &shared.tokens.identifier())
+            .field("refresh_margin", &shared.tokens.refresh_margin())
+            .field("allowed_hosts", &shared.allowed_hosts)
+            .field("jwt", &shared.tokens.has_jwt().then_some(REDACTED))
+            .field("token_listener", &shared.tokens.has_listener())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`JwtAuthMiddleware`]; made by [`JwtAuthMiddleware::new`].
+///
+/// `Debug` shows which credentials are set, never their values.
+#[must_use]
+pub struct JwtAuthMiddlewareBuilder {
+    server_url: String,
+    identifier: Uuid,
+    key: Option<String>,
+    refresh_token: Option<String>,
+    jwt: Option<String>,
+    refresh_margin: Duration,
+    allowed_hosts: Option<Vec<String>>,
+    listener: Option<TokenListener>,
+    http: Option<reqwest::Client>,
+}
+
+impl JwtAuthMiddlewareBuilder {
+    /// The registered secret key, used with `/authenticate` when there is no refresh token or the
+    /// server rejects it.
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// A refresh token from an earlier `/authenticate` (for example one persisted by the
+    /// [token listener](Self::with_token_listener)), used with `/refresh` before the key.
+    pub fn with_refresh_token(mut self, refresh_token: impl Into<String>) -> Self {
+        self.refresh_token = Some(refresh_token.into());
+        self
+    }
+
+    /// A JWT to use until it is due for refresh. [`build`](Self::build) fails if its `exp`
+    /// claim cannot be read.
+    pub fn with_jwt(mut self, jwt: impl Into<String>) -> Self {
+        self.jwt = Some(jwt.into());
+        self
+    }
+
+    /// How long before its expiry a JWT is replaced; [`DEFAULT_REFRESH_MARGIN`] unless set.
+    ///
+    /// The margin is capped at half of the JWT's lifetime when it was received, so JWTs shorter
+    /// than the margin are still reused.
+    pub fn with_refresh_margin(mut self, margin: Duration) -> Self {
+        self.refresh_margin = margin;
+        self
+    }
+
+    /// Called with the current [`Tokens`] whenever they change: a new JWT, a new or rotated
+    /// refresh token, or a refresh token dropped because the server rejected it.
+    ///
+    /// It runs while the middleware holds its refresh lock, so calls never overlap and come in
+    /// order; it must return quickly (hand slow work, such as a write to disk, to a task or a
+    /// channel).
+    pub fn with_token_listener(
+        mut self,
+        listener: impl Fn(&Tokens<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.listener = Some(Arc::new(listener));
+        self
+    }
+
+    /// Only requests to these hosts get the JWT; others pass through untouched. Each entry is a
+    /// `host` (any port) or `host:port`; IPv6 addresses in brackets, as in `[::1]:8443`. Calling
+    /// this again adds to the list.
+    ///
+    /// Without an allow-list every request gets the JWT. Set one when the client also talks to
+    /// third parties, so the token never leaks to them. (Redirects are followed inside reqwest,
+    /// which drops the `Authorization` header when a redirect leads to another host.)
+    pub fn with_allowed_hosts<I>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.allowed_hosts
+            .get_or_insert_with(Vec::new)
+            .extend(hosts.into_iter().map(Into::into));
+        self
+    }
+
+    /// The HTTP client for calls to the JWThenticator server, for example with custom root
+    /// certificates or timeouts. By default a `reqwest::Client` with default settings.
+    ///
+    /// Pass a plain `reqwest::Client`: calls to the server must not go through this middleware.
+    pub fn with_http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// Checks the configuration and builds the middleware.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::MissingCredentials`] when none of a key, a refresh token or a JWT was
+    /// given; [`ConfigError::InvalidServerUrl`] or [`ConfigError::UnsupportedServerUrl`] for a
+    /// bad server URL; [`ConfigError::InvalidJwt`] for a JWT whose expiry cannot be read;
+    /// [`ConfigError::InvalidAllowedHost`] for a bad allow-list entry;
+    /// [`ConfigError::HttpClient`] if the default HTTP client cannot be built.
+    pub fn build(self) -> std::result::Result<JwtAuthMiddleware, ConfigError> {
+        if self.key.is_none() && self.refresh_token.is_none() && self.jwt.is_none() {
+            return Err(ConfigError::MissingCredentials);
+        }
+        let server_url = base_url(&self.server_url)?;
+        let authenticate_url = route_url(&server_url, "authenticate")?;
+        let refresh_url = route_url(&server_url, "refresh")?;
+        let jwt = self
+            .jwt
+            .map(|jwt| Jwt::parse(jwt, self.refresh_margin))
+            .transpose()
+            .map_err(ConfigError::InvalidJwt)?;
+        let allowed_hosts = self
+            .allowed_hosts
+            .map(|hosts| hosts.iter().map(|host| AllowedHost::parse(host)).collect())
+            .transpose()?;
+        let http = match self.http {
+            Some(http) => http,
+            None => reqwest::Client::builder()
+                .build()
+                .map_err(ConfigError::HttpClient)?,
+        };
+        let tokens = Arc::new(TokenManager::new(TokenConfig {
+            identifier: self.identifier,
+            authenticate_url,
+            refresh_url,
+            http,
+            refresh_margin: self.refresh_margin,
+            listener: self.listener,
+            key: self.key,
+            refresh_token: self.refresh_token,
+            jwt,
+        }));
+        Ok(JwtAuthMiddleware {
+            shared: Arc::new(Shared {
+                server_url,
+                allowed_hosts,
+                tokens,
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for JwtAuthMiddlewareBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let server_url = Url::parse(&self.server_url)
+            .map(|url| redacted(&url))
+            .unwrap_or_else(|_| REDACTED.to_owned());
+        f.debug_struct("JwtAuthMiddlewareBuilder")
+            .field("server_url", &server_url)
+            .field("identifier", &self.identifier)
+            .field("key", &self.key.as_ref().map(|_| REDACTED))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| REDACTED),
+            )
+            .field("jwt", &self.jwt.as_ref().map(|_| REDACTED))
+            .field("refresh_margin", &self.refresh_margin)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("token_listener", &self.listener.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An allow-list entry: a normalised host and, optionally, a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AllowedHost {
+    host: String,
+    port: Option<u16>,
+}
+
+impl AllowedHost {
+    /// Parses `host` or `host:port` with the same rules as request URLs, so that case, IDNA and
+    /// IPv6 spellings compare equal.
+    fn parse(entry: &str) -> std::result::Result<Self, ConfigError> {
+        let invalid = || ConfigError::InvalidAllowedHost(entry.to_owned());
+        if entry.is_empty() || entry.contains(['/', '?', '#', '@', '\\']) {
+            return Err(invalid());
+        }
+        let url = Url::parse(&format!("http://{entry}/")).map_err(|_| invalid())?;
+        let host = url.host_str().filter(|host| !host.is_empty());
+        let host = host.ok_or_else(invalid)?.to_owned();
+        // `Url` hides the scheme's default port, so an explicit `:80` is read back from the entry.
+        let port = url.port().or_else(|| entry.ends_with(":80").then_some(80));
+        Ok(Self { host, port })
+    }
+
+    fn matches(&self, url: &Url) -> bool {
+        url.host_str() == Some(self.host.as_str())
+            && self
+                .port
+                .is_none_or(|port| url.port_or_known_default() == Some(port))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(url: &str) -> Url {
+        Url::parse(url).expect("valid URL")
+    }
+
+    fn allowed(entry: &str) -> AllowedHost {
+        AllowedHost::parse(entry).expect("valid entry")
+    }
+
+    #[test]
+    fn allowed_host_without_port_matches_any_port_and_any_case() {
+        let entry = allowed("API.Example.com");
+        assert!(entry.matches(&url("https://api.example.com/x")));
+        assert!(entry.matches(&url("http://api.example.com:8080/x")));
+        assert!(!entry.matches(&url("https://example.com/x")));
+        assert!(!entry.matches(&url("https://api.example.com.evil.org/x")));
+    }
+
+    #[test]
+    fn allowed_host_with_port_matches_only_that_port() {
+        let entry = allowed("127.0.0.1:8443");
+        assert!(entry.matches(&url("https://127.0.0.1:8443/")));
+        assert!(!entry.matches(&url("https://127.0.0.1/")));
+        let default_port = allowed("example.com:80");
+        assert!(default_port.matches(&url("http://example.com/")));
+        assert!(!default_port.matches(&url("https://example.com/")));
+        let ipv6 = allowed("[0:0::1]:9000");
+        assert!(ipv6.matches(&url("http://[::1]:9000/")));
+        assert!(!ipv6.matches(&url("http://[::1]:9001/")));
+    }
+
+    #[test]
+    fn allow_list_entries_that_are_not_hosts_are_rejected() {
+        for entry in [
+            "",
+            "https://example.com",
+            "example.com/path",
+            "user@example.com",
+            "a b",
+        ] {
+            assert!(
+                matches!(
+                    AllowedHost::parse(entry),
+                    Err(ConfigError::InvalidAllowedHost(_))
+                ),
+                "{entry:?}"
+            );
+        }
+    }
+}
