@@ -1,0 +1,121 @@
+//! jwthenticator-reqwest against the real server binary on loopback (embedded SQLite): the
+//! admin client registers a key, the middleware authenticates, attaches, refreshes and retries.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jwthenticator_reqwest::{AdminClient, AuthError, JwtAuthMiddleware};
+use jwthenticator_tests::TestServer;
+use reqwest_middleware::ClientBuilder;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_jwthenticator-server-e2e");
+
+#[tokio::test]
+async fn admin_client_registers_and_checks_keys() {
+    let server = TestServer::builder(BINARY).start().await;
+    let admin = AdminClient::new(server.base_url()).expect("admin client");
+    let identifier = uuid::Uuid::new_v4();
+    assert!(!admin.is_key_registered("device-key").await.expect("ask"));
+    admin
+        .register_key("device-key", identifier)
+        .await
+        .expect("register");
+    assert!(admin.is_key_registered("device-key").await.expect("ask"));
+    let err = admin
+        .register_key("", identifier)
+        .await
+        .expect_err("empty key refused");
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(400));
+}
+
+#[tokio::test]
+async fn middleware_authenticates_then_refreshes_against_the_real_server() {
+    // Two-second JWTs with a one-second margin, so the test sees a refresh quickly.
+    let server = TestServer::builder(BINARY)
+        .env("JWT_LEASE_TIME", "2")
+        .start()
+        .await;
+    let admin = AdminClient::new(server.base_url()).expect("admin client");
+    let identifier = uuid::Uuid::new_v4();
+    admin
+        .register_key("device-key", identifier)
+        .await
+        .expect("register");
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let listener_seen = seen.clone();
+    let auth = JwtAuthMiddleware::new(server.base_url(), identifier)
+        .with_key("device-key")
+        .with_refresh_margin(Duration::from_secs(1))
+        .with_token_listener(move |tokens| {
+            listener_seen
+                .lock()
+                .expect("lock")
+                .push(tokens.refresh_token().map(str::to_owned));
+        })
+        .build()
+        .expect("middleware");
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(auth)
+        .build();
+
+    // The server's own /validate_request is the protected target here.
+    let first = client
+        .get(server.url("/validate_request"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(first.status().as_u16(), 200);
+    let refresh_token = seen.lock().expect("lock")[0]
+        .clone()
+        .expect("refresh token issued");
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second = client
+        .get(server.url("/validate_request"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(second.status().as_u16(), 200);
+    let seen = seen.lock().expect("lock").clone();
+    assert!(
+        seen.len() >= 2,
+        "the JWT was refreshed: {} token changes",
+        seen.len()
+    );
+    assert_eq!(
+        seen.last().cloned().flatten(),
+        Some(refresh_token),
+        "refresh keeps the token"
+    );
+    let logs = server.logs();
+    assert!(
+        logs.contains("authenticated") && logs.contains("refreshed"),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn an_unregistered_key_is_a_typed_error() {
+    let server = TestServer::builder(BINARY).start().await;
+    let auth = JwtAuthMiddleware::new(server.base_url(), uuid::Uuid::new_v4())
+        .with_key("never-registered")
+        .build()
+        .expect("middleware");
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(auth)
+        .build();
+    let err = client
+        .get(server.url("/validate_request"))
+        .send()
+        .await
+        .expect_err("the key is rejected");
+    let reqwest_middleware::Error::Middleware(err) = err else {
+        panic!("expected a middleware error, got {err:?}");
+    };
+    let auth_error = err.downcast_ref::<AuthError>().expect("an AuthError");
+    assert!(
+        matches!(auth_error, AuthError::KeyRejected { .. }),
+        "{auth_error:?}"
+    );
+}
