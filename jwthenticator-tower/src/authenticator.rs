@@ -1,0 +1,177 @@
+//! The decision for one request: find the bearer token, check it against the token cache and
+//! the current keys, and only when the keys may be out of date, wait for a refetch.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+use jwthenticator_core::{BearerError, VerifyErrorKind, parse_bearer};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::error::AuthError;
+use crate::jwks::{KeySet, KeyStore};
+use crate::token_cache::{TokenCache, TokenHash};
+
+/// The verification of a request that waits for a JWKS fetch.
+pub(crate) type VerifyFuture<C> =
+    Pin<Box<dyn Future<Output = Result<Option<C>, AuthError>> + Send + 'static>>;
+
+/// What to do with a request.
+pub(crate) enum Decision<C> {
+    /// Let it through, with the claims of its token (none in optional mode without a token).
+    Allow(Option<C>),
+    /// Reject it.
+    Deny(AuthError),
+    /// Decide once the keys have been refetched.
+    Wait(VerifyFuture<C>),
+}
+
+pub(crate) struct Authenticator<C> {
+    pub(crate) keys: Arc<KeyStore>,
+    pub(crate) tokens: Option<TokenCache<C>>,
+    pub(crate) required_claims: Vec<String>,
+    pub(crate) leeway: i64,
+    pub(crate) optional: bool,
+}
+
+impl<C> fmt::Debug for Authenticator<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("keys", &self.keys)
+            .field("tokens", &self.tokens)
+            .field("required_claims", &self.required_claims)
+            .field("leeway", &self.leeway)
+            .field("optional", &self.optional)
+            .finish()
+    }
+}
+
+/// The result of checking a token against the keys at hand.
+enum Check<C> {
+    Done(Result<C, AuthError>),
+    /// The keys may be out of date; `seen` is the fetch count they were read at.
+    Refetch {
+        seen: u64,
+    },
+}
+
+impl<C> Authenticator<C>
+where
+    C: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    pub(crate) fn decide(self: &Arc<Self>, headers: &HeaderMap) -> Decision<C> {
+        let token = match bearer_token(headers) {
+            Ok(Some(token)) => token,
+            Ok(None) if self.optional => return Decision::Allow(None),
+            Ok(None) => return Decision::Deny(AuthError::missing_token()),
+            Err(error) => return Decision::Deny(error),
+        };
+        match self.check(token, true) {
+            Check::Done(Ok(claims)) => Decision::Allow(Some(claims)),
+            Check::Done(Err(error)) => Decision::Deny(error),
+            Check::Refetch { seen } => {
+                let this = Arc::clone(self);
+                // The copy of the token lives only as long as this future.
+                let token = token.to_owned();
+                Decision::Wait(Box::pin(async move {
+                    this.keys.refetch(seen).await;
+                    match this.check(&token, false) {
+                        Check::Done(result) => result.map(Some),
+                        Check::Refetch { .. } => {
+                            Err(AuthError::keys_unavailable(this.keys.retry_after()))
+                        }
+                    }
+                }))
+            }
+        }
+    }
+
+    fn check(&self, token: &str, may_refetch: bool) -> Check<C> {
+        // Read before the keys, so a fetch that lands in between is noticed (see `refetch`).
+        let seen = self.keys.fetch_count();
+        let Some(keys) = self.keys.usable() else {
+            return match self.keys.may_refetch() {
+                Ok(()) if may_refetch => Check::Refetch { seen },
+                _ => Check::Done(Err(AuthError::keys_unavailable(self.keys.retry_after()))),
+            };
+        };
+        let hash = self.tokens.as_ref().map(|_| TokenCache::<C>::hash(token));
+        if let (Some(tokens), Some(hash)) = (&self.tokens, &hash)
+            && let Some(claims) = tokens.get(hash, keys.epoch, now_unix(), self.leeway)
+        {
+            return Check::Done(Ok(claims));
+        }
+        match keys.verifier.verify_as::<Map<String, Value>>(token) {
+            Ok(claims) => Check::Done(self.accept(claims, hash, &keys)),
+            Err(error)
+                if error.kind() == VerifyErrorKind::UnknownKeyId
+                    && may_refetch
+                    && self.keys.may_refetch().is_ok() =>
+            {
+                Check::Refetch { seen }
+            }
+            Err(error) => Check::Done(Err(error.into())),
+        }
+    }
+
+    /// Applies the checks the core verifier does not know about, and caches the result.
+    fn accept(
+        &self,
+        claims: Map<String, Value>,
+        hash: Option<TokenHash>,
+        keys: &KeySet,
+    ) -> Result<C, AuthError> {
+        let invalid = |message: String| AuthError::invalid(VerifyErrorKind::InvalidClaims, message);
+        if let Some(missing) = self
+            .required_claims
+            .iter()
+            .find(|name| claims.get(name.as_str()).is_none_or(Value::is_null))
+        {
+            return Err(invalid(format!(
+                "the token lacks the required `{missing}` claim"
+            )));
+        }
+        // The verifier has checked that `exp` is present and an integer.
+        let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
+        let claims: C = serde_json::from_value(Value::Object(claims))
+            .map_err(|e| invalid(format!("invalid claims: {e}")))?;
+        if let (Some(tokens), Some(hash)) = (&self.tokens, hash) {
+            tokens.insert(hash, claims.clone(), exp, keys.epoch);
+        }
+        Ok(claims)
+    }
+}
+
+/// The bearer token of a request, `None` when it has none (no `Authorization` header, or one
+/// with another scheme, which another layer may handle).
+fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AuthError::invalid(
+            VerifyErrorKind::Malformed,
+            "the request has more than one Authorization header",
+        ));
+    }
+    match parse_bearer(value.as_bytes()) {
+        Ok(token) => Ok(Some(token)),
+        Err(BearerError::NotBearer) => Ok(None),
+        Err(error) => Err(AuthError::invalid(
+            VerifyErrorKind::Malformed,
+            error.to_string(),
+        )),
+    }
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

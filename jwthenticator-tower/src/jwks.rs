@@ -1,0 +1,507 @@
+//! The key store: the current verifier behind an [`ArcSwapOption`], so every request reads it
+//! without a lock and never waits for a fetch, and for a remote JWKS the machinery that keeps
+//! it fresh:
+//!
+//! - a background task refreshes it on a schedule (`Cache-Control: max-age` within bounds);
+//! - a request whose `kid` is unknown, or that finds no usable keys, may wait for one refetch
+//!   that all such requests share (single flight), at most once per cooldown;
+//! - when a fetch fails the last good keys stay in use until they are older than the maximum
+//!   staleness;
+//! - the response body is read in chunks and abandoned past the size limit.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use http::header::{ACCEPT, CACHE_CONTROL, HeaderMap};
+use jwthenticator_core::{Jwks, Verifier, VerifierBuilder};
+use tokio::time::Instant;
+use url::Url;
+
+use crate::error::{JwksError, JwksErrorKind};
+
+/// A verifier and what the caches need to know about it.
+#[derive(Debug)]
+pub(crate) struct KeySet {
+    pub(crate) verifier: Verifier,
+    /// Changes whenever a key disappears from the set (removed or replaced), so tokens verified
+    /// by an earlier set are verified again.
+    pub(crate) epoch: u64,
+    jwks: Jwks,
+    fetched_at: Instant,
+}
+
+/// How a remote JWKS is kept fresh.
+#[derive(Debug, Clone)]
+pub(crate) struct RefreshPolicy {
+    /// Refresh interval when the response carries no `max-age`.
+    pub(crate) interval: Duration,
+    /// Bounds within which `max-age` is honoured; also the first retry delay after a failure.
+    pub(crate) min_interval: Duration,
+    pub(crate) max_interval: Duration,
+    /// Least time between two fetches that requests trigger.
+    pub(crate) cooldown: Duration,
+    /// Age past which the last good keys are no longer used.
+    pub(crate) max_staleness: Duration,
+    /// Largest JWKS response read, in bytes.
+    pub(crate) max_bytes: usize,
+}
+
+impl Default for RefreshPolicy {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(5 * 60),
+            min_interval: Duration::from_secs(30),
+            max_interval: Duration::from_secs(60 * 60),
+            cooldown: Duration::from_secs(10),
+            // A day of auth-server outage should not take the services down: keys only lose
+            // trust through a refresh that removes them.
+            max_staleness: Duration::from_secs(24 * 60 * 60),
+            max_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// Where the keys come from.
+#[derive(Debug)]
+pub(crate) struct KeyStore {
+    current: ArcSwapOption<KeySet>,
+    remote: Option<Remote>,
+}
+
+struct Remote {
+    url: Url,
+    /// The URL without its password, for logs and errors.
+    shown_url: String,
+    client: reqwest::Client,
+    policy: RefreshPolicy,
+    builder: VerifierBuilder,
+    /// Held for the whole of a fetch: the single flight.
+    fetch_lock: tokio::sync::Mutex<FetchState>,
+    /// Fetches finished, successful or not. A waiter that sees it move knows a fetch happened
+    /// after it looked at the keys, and uses that fetch's result instead of starting another.
+    completed: AtomicU64,
+    in_flight: AtomicBool,
+    /// Milliseconds since `origin` of the last fetch a request triggered, plus one; 0 for never.
+    last_request_fetch: AtomicU64,
+    /// Milliseconds since `origin` when the background task refreshes next.
+    next_refresh: AtomicU64,
+    origin: Instant,
+    background_started: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct FetchState {
+    consecutive_failures: u32,
+}
+
+/// Who asks for a fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// A request with an unknown `kid` or no usable keys: subject to the cooldown.
+    Request,
+    /// The refresh schedule.
+    Background,
+    /// [`JwtAuth::refresh_keys`](crate::JwtAuth::refresh_keys): always fetches.
+    Forced,
+}
+
+impl KeyStore {
+    /// Keys that never change.
+    pub(crate) fn fixed(verifier: Verifier, jwks: Jwks) -> Self {
+        Self {
+            current: ArcSwapOption::from_pointee(KeySet {
+                verifier,
+                epoch: 0,
+                jwks,
+                fetched_at: Instant::now(),
+            }),
+            remote: None,
+        }
+    }
+
+    /// Keys fetched from `url`, none until the first fetch.
+    pub(crate) fn remote(
+        url: Url,
+        client: reqwest::Client,
+        policy: RefreshPolicy,
+        builder: VerifierBuilder,
+    ) -> Self {
+        Self {
+            current: ArcSwapOption::empty(),
+            remote: Some(Remote {
+                shown_url: redacted(&url),
+                url,
+                client,
+                policy,
+                builder,
+                fetch_lock: tokio::sync::Mutex::new(FetchState::default()),
+                completed: AtomicU64::new(0),
+                in_flight: AtomicBool::new(false),
+                last_request_fetch: AtomicU64::new(0),
+                next_refresh: AtomicU64::new(0),
+                origin: Instant::now(),
+                background_started: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// A number that moves after every fetch; read it before [`KeyStore::usable`] and hand it to
+    /// [`KeyStore::refetch`].
+    pub(crate) fn fetch_count(&self) -> u64 {
+        self.remote
+            .as_ref()
+            .map_or(0, |remote| remote.completed.load(Ordering::SeqCst))
+    }
+
+    /// The current keys, unless there are none or they are older than the maximum staleness.
+    /// Lock-free.
+    pub(crate) fn usable(&self) -> Option<Arc<KeySet>> {
+        let keys = self.current.load_full()?;
+        match &self.remote {
+            Some(remote) if keys.fetched_at.elapsed() > remote.policy.max_staleness => None,
+            _ => Some(keys),
+        }
+    }
+
+    /// `Ok` when a request may wait for a refetch: one is in flight, or the cooldown since the
+    /// last request-triggered fetch has passed. Otherwise how long until it will have.
+    pub(crate) fn may_refetch(&self) -> Result<(), Duration> {
+        let Some(remote) = &self.remote else {
+            return Err(Duration::MAX);
+        };
+        if remote.in_flight.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        match remote.cooldown_left(Instant::now()) {
+            Duration::ZERO => Ok(()),
+            left => Err(left),
+        }
+    }
+
+    /// How long until a request may trigger a fetch again, for `Retry-After`.
+    pub(crate) fn retry_after(&self) -> Duration {
+        self.remote.as_ref().map_or(Duration::ZERO, |remote| {
+            remote.cooldown_left(Instant::now())
+        })
+    }
+
+    /// Waits until the keys have been fetched after `seen` (see [`KeyStore::fetch_count`]),
+    /// starting the fetch if nobody else has and the cooldown allows it. The fetch runs in its
+    /// own task, so a client that disconnects does not cancel it for the others.
+    pub(crate) async fn refetch(self: &Arc<Self>, seen: u64) {
+        let store = Arc::clone(self);
+        // A failed fetch has already been logged, and the caller looks at the keys again.
+        let _ = tokio::spawn(async move { store.fetch(seen, Trigger::Request).await }).await;
+        self.start_background_refresh();
+    }
+
+    /// Fetches now, whatever the schedule and the cooldown.
+    pub(crate) async fn refresh_now(self: &Arc<Self>) -> Result<(), JwksError> {
+        let result = self
+            .fetch(self.fetch_count(), Trigger::Forced)
+            .await
+            .unwrap_or(Ok(()));
+        self.start_background_refresh();
+        result
+    }
+
+    /// Starts the background refresh once, after the first fetch has scheduled the next. The
+    /// task holds only a weak reference and ends once the layer and its services are gone.
+    fn start_background_refresh(self: &Arc<Self>) {
+        let Some(remote) = &self.remote else { return };
+        if remote.background_started.load(Ordering::Relaxed)
+            || remote.background_started.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(refresh_periodically(Arc::downgrade(self)));
+            }
+            Err(_) => remote.background_started.store(false, Ordering::SeqCst),
+        }
+    }
+
+    /// One fetch, unless another finished since `seen` (then `None`: its result stands) or,
+    /// for a request, the cooldown forbids it.
+    async fn fetch(&self, seen: u64, trigger: Trigger) -> Option<Result<(), JwksError>> {
+        let remote = self.remote.as_ref()?;
+        let mut state = remote.fetch_lock.lock().await;
+        if trigger != Trigger::Forced && remote.completed.load(Ordering::SeqCst) != seen {
+            return None;
+        }
+        let started = Instant::now();
+        if trigger == Trigger::Request {
+            if remote.cooldown_left(started) > Duration::ZERO {
+                return None;
+            }
+            remote
+                .last_request_fetch
+                .store(remote.millis(started) + 1, Ordering::SeqCst);
+        }
+        remote.in_flight.store(true, Ordering::SeqCst);
+        let result = self.fetch_and_store(remote, &mut state).await;
+        remote.in_flight.store(false, Ordering::SeqCst);
+        remote.completed.fetch_add(1, Ordering::SeqCst);
+        Some(result)
+    }
+
+    async fn fetch_and_store(
+        &self,
+        remote: &Remote,
+        state: &mut FetchState,
+    ) -> Result<(), JwksError> {
+        let result = remote.download().await.and_then(|(jwks, max_age)| {
+            let verifier = remote
+                .builder
+                .clone()
+                .build(&jwks)
+                .map_err(|e| JwksError::new(JwksErrorKind::NoUsableKeys, e.to_string()))?;
+            if verifier.key_count() == 0 {
+                return Err(JwksError::new(
+                    JwksErrorKind::NoUsableKeys,
+                    "the JWKS holds no key this layer can verify with",
+                ));
+            }
+            Ok((jwks, verifier, max_age))
+        });
+        let now = Instant::now();
+        match result {
+            Ok((jwks, verifier, max_age)) => {
+                let epoch = match self.current.load_full() {
+                    Some(previous) if previous.jwks.keys.iter().all(|k| jwks.keys.contains(k)) => {
+                        previous.epoch
+                    }
+                    Some(previous) => previous.epoch + 1,
+                    None => 0,
+                };
+                let policy = &remote.policy;
+                let next = max_age.map_or(policy.interval, |age| {
+                    age.clamp(policy.min_interval, policy.max_interval)
+                });
+                tracing::debug!(
+                    url = %remote.shown_url,
+                    keys = verifier.key_count(),
+                    next_refresh_secs = next.as_secs(),
+                    "fetched the JWKS"
+                );
+                self.current.store(Some(Arc::new(KeySet {
+                    verifier,
+                    epoch,
+                    jwks,
+                    fetched_at: now,
+                })));
+                state.consecutive_failures = 0;
+                remote
+                    .next_refresh
+                    .store(remote.millis(now + next), Ordering::SeqCst);
+                Ok(())
+            }
+            Err(error) => {
+                state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+                // Retry soon, then less and less often, but at least at the normal interval.
+                let backoff = remote
+                    .policy
+                    .min_interval
+                    .saturating_mul(1 << state.consecutive_failures.min(16).saturating_sub(1))
+                    .min(remote.policy.interval.max(remote.policy.min_interval));
+                let mut cause = error.to_string();
+                let mut source = std::error::Error::source(&error);
+                while let Some(inner) = source {
+                    cause = format!("{cause}: {inner}");
+                    source = inner.source();
+                }
+                tracing::warn!(
+                    url = %remote.shown_url,
+                    error = %cause,
+                    retry_in_secs = backoff.as_secs(),
+                    keeping_last_good_keys = self.current.load().is_some(),
+                    "JWKS fetch failed"
+                );
+                remote
+                    .next_refresh
+                    .store(remote.millis(now + backoff), Ordering::SeqCst);
+                Err(error)
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("url", &self.shown_url)
+            .field("policy", &self.policy)
+            .field("fetches", &self.completed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// `url` without its password.
+pub(crate) fn redacted(url: &Url) -> String {
+    let mut url = url.clone();
+    if url.password().is_some() {
+        // Only fails for URLs that cannot have a password, and this one has one.
+        let _ = url.set_password(Some("***"));
+    }
+    url.to_string()
+}
+
+impl Remote {
+    fn millis(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn cooldown_left(&self, now: Instant) -> Duration {
+        match self.last_request_fetch.load(Ordering::SeqCst) {
+            0 => Duration::ZERO,
+            last => {
+                let allowed = Duration::from_millis(last - 1).saturating_add(self.policy.cooldown);
+                allowed.saturating_sub(now.saturating_duration_since(self.origin))
+            }
+        }
+    }
+
+    fn refresh_due_in(&self, now: Instant) -> Duration {
+        Duration::from_millis(self.next_refresh.load(Ordering::SeqCst))
+            .saturating_sub(now.saturating_duration_since(self.origin))
+    }
+
+    /// GETs the JWKS, reading at most `max_bytes` of it.
+    async fn download(&self) -> Result<(Jwks, Option<Duration>), JwksError> {
+        let request_failed = |e: reqwest::Error| {
+            JwksError::with_source(
+                JwksErrorKind::Request,
+                format!("the JWKS request to {} failed", self.shown_url),
+                e.without_url(),
+            )
+        };
+        let mut response = self
+            .client
+            .get(self.url.clone())
+            .header(ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(request_failed)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(JwksError::new(
+                JwksErrorKind::Status,
+                format!("the JWKS server {} answered {status}", self.shown_url),
+            ));
+        }
+        let max = self.policy.max_bytes;
+        let too_large = || {
+            JwksError::new(
+                JwksErrorKind::TooLarge,
+                format!("the JWKS at {} is larger than {max} bytes", self.shown_url),
+            )
+        };
+        if response
+            .content_length()
+            .is_some_and(|length| length > max as u64)
+        {
+            return Err(too_large());
+        }
+        let max_age = max_age(response.headers());
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(request_failed)? {
+            if body.len() + chunk.len() > max {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let jwks = serde_json::from_slice(&body).map_err(|e| {
+            JwksError::with_source(
+                JwksErrorKind::InvalidJson,
+                format!("the response of {} is not a JWKS", self.shown_url),
+                e,
+            )
+        })?;
+        Ok((jwks, max_age))
+    }
+}
+
+/// The freshness lifetime a response grants: `max-age`, or zero for `no-cache`/`no-store`.
+fn max_age(headers: &HeaderMap) -> Option<Duration> {
+    let mut lifetime = None;
+    for directive in headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+    {
+        let directive = directive.trim();
+        let (name, value) = directive.split_once('=').unwrap_or((directive, ""));
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("no-cache") || name.eq_ignore_ascii_case("no-store") {
+            return Some(Duration::ZERO);
+        }
+        if name.eq_ignore_ascii_case("max-age") {
+            lifetime = value
+                .trim()
+                .trim_matches('"')
+                .parse()
+                .ok()
+                .map(Duration::from_secs);
+        }
+    }
+    lifetime
+}
+
+async fn refresh_periodically(store: Weak<KeyStore>) {
+    loop {
+        let wait = {
+            let Some(store) = store.upgrade() else { return };
+            let Some(remote) = &store.remote else { return };
+            remote.refresh_due_in(Instant::now())
+        };
+        tokio::time::sleep(wait).await;
+        let Some(store) = store.upgrade() else { return };
+        let Some(remote) = &store.remote else { return };
+        if remote.refresh_due_in(Instant::now()) == Duration::ZERO {
+            let seen = store.fetch_count();
+            // A failure is logged and schedules the retry itself.
+            let _ = store.fetch(seen, Trigger::Background).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(values: &[&'static str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(CACHE_CONTROL, HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    #[test]
+    fn max_age_is_read_from_any_cache_control_header() {
+        assert_eq!(
+            max_age(&headers(&["public, max-age=600"])),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(
+            max_age(&headers(&["public", "Max-Age = 60"])),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(max_age(&headers(&["public"])), None);
+        assert_eq!(max_age(&headers(&["max-age=soon"])), None);
+    }
+
+    #[test]
+    fn no_cache_and_no_store_mean_refresh_as_soon_as_allowed() {
+        assert_eq!(
+            max_age(&headers(&["max-age=600, no-cache"])),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(max_age(&headers(&["no-store"])), Some(Duration::ZERO));
+    }
+}

@@ -1,0 +1,566 @@
+//! [`JwtAuth`], the layer and its configuration.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jwthenticator_core::{Algorithm, Claims, DEFAULT_LEEWAY_SECS, Jwk, Jwks, Verifier};
+use serde::de::DeserializeOwned;
+use tower_layer::Layer;
+use url::Url;
+
+use crate::authenticator::Authenticator;
+use crate::error::{ConfigError, JwksError};
+use crate::jwks::{KeyStore, RefreshPolicy};
+use crate::rejection::{DefaultRejection, GrpcMode};
+use crate::service::JwtAuthService;
+use crate::token_cache::TokenCache;
+
+/// Default number of verified tokens remembered.
+const DEFAULT_TOKEN_CACHE_SIZE: usize = 10_000;
+/// Timeouts of the HTTP client used when none is given.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A [`tower::Layer`](tower_layer::Layer) that lets a request through only with a valid
+/// `Authorization: Bearer` JWT, and puts the token's claims (type `C`, by default the
+/// JWThenticator [`Claims`]) into the request extensions.
+///
+/// Tokens are verified locally, against the issuer's JWKS, which the layer fetches and keeps
+/// fresh (see the [crate docs](crate) for how). Rejections are responses built by `R`, by
+/// default the RFC 6750 answers of [`DefaultRejection`].
+///
+/// Configure it with the consuming `with_*` methods. Clones of a layer, and the services it
+/// makes, share one key cache and one token cache; a `with_*` call starts a new configuration
+/// with caches of its own.
+#[must_use]
+pub struct JwtAuth<C = Claims, R = DefaultRejection> {
+    config: Arc<Config>,
+    state: Arc<OnceLock<Arc<Authenticator<C>>>>,
+    rejection: R,
+    claims: PhantomData<fn() -> C>,
+}
+
+#[derive(Clone)]
+struct Config {
+    source: Source,
+    algorithms: Vec<Algorithm>,
+    audiences: Vec<String>,
+    issuer: Option<String>,
+    leeway: Duration,
+    max_lifetime: Option<Duration>,
+    required_claims: Vec<String>,
+    optional: bool,
+    client: Option<reqwest::Client>,
+    refresh: RefreshPolicy,
+    token_cache_size: usize,
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    Url(Url),
+    Fixed(Jwks),
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let source: &dyn fmt::Debug = match &self.source {
+            Source::Url(url) => &format_args!("{}", crate::jwks::redacted(url)),
+            Source::Fixed(jwks) => jwks,
+        };
+        f.debug_struct("Config")
+            .field("source", source)
+            .field("algorithms", &self.algorithms)
+            .field("audiences", &self.audiences)
+            .field("issuer", &self.issuer)
+            .field("leeway", &self.leeway)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("required_claims", &self.required_claims)
+            .field("optional", &self.optional)
+            // A custom client may carry credentials in its default headers.
+            .field("custom_client", &self.client.is_some())
+            .field("refresh", &self.refresh)
+            .field("token_cache_size", &self.token_cache_size)
+            .finish()
+    }
+}
+
+impl<C, R: Clone> Clone for JwtAuth<C, R> {
+    fn clone(&self) -> Self {
+        Self {
+            config: Arc::clone(&self.config),
+            state: Arc::clone(&self.state),
+            rejection: self.rejection.clone(),
+            claims: PhantomData,
+        }
+    }
+}
+
+impl<C, R: fmt::Debug> fmt::Debug for JwtAuth<C, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtAuth")
+            .field("config", &self.config)
+            .field("rejection", &self.rejection)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtAuth {
+    /// Verifies tokens issued by the JWThenticator server at `server_base_url`, whose JWKS is
+    /// at `{server_base_url}/jwks`. The base URL may carry a path prefix (`URL_PREFIX`):
+    /// `https://auth.example.com/auth` gives `https://auth.example.com/auth/jwks`.
+    ///
+    /// # Panics
+    ///
+    /// If `server_base_url` is not an absolute `http` or `https` URL; [`JwtAuth::try_new`]
+    /// returns the error instead.
+    pub fn new(server_base_url: impl AsRef<str>) -> Self {
+        Self::try_new(server_base_url).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// [`JwtAuth::new`], with an error for a URL that is not an absolute `http` or `https` URL.
+    pub fn try_new(server_base_url: impl AsRef<str>) -> Result<Self, ConfigError> {
+        let mut base = parse_http_url(server_base_url.as_ref())?;
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let url = base
+            .join("jwks")
+            .map_err(|e| invalid_url(server_base_url.as_ref(), &e))?;
+        Ok(Self::with_source(Source::Url(url)))
+    }
+
+    /// Verifies tokens of any issuer that publishes its keys as a JWKS at `jwks_url`.
+    ///
+    /// # Panics
+    ///
+    /// If `jwks_url` is not an absolute `http` or `https` URL; [`JwtAuth::try_from_jwks_url`]
+    /// returns the error instead.
+    pub fn from_jwks_url(jwks_url: impl AsRef<str>) -> Self {
+        Self::try_from_jwks_url(jwks_url).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// [`JwtAuth::from_jwks_url`], with an error for a URL that is not an absolute `http` or
+    /// `https` URL.
+    pub fn try_from_jwks_url(jwks_url: impl AsRef<str>) -> Result<Self, ConfigError> {
+        Ok(Self::with_source(Source::Url(parse_http_url(
+            jwks_url.as_ref(),
+        )?)))
+    }
+
+    /// Verifies tokens against a fixed key set that is never fetched nor refreshed, for tests
+    /// and air-gapped deployments. Keys the layer cannot use (encryption keys, symmetric keys,
+    /// algorithms not accepted) are skipped.
+    pub fn from_jwks(jwks: Jwks) -> Self {
+        Self::with_source(Source::Fixed(jwks))
+    }
+
+    /// Verifies tokens against one RSA public key in PEM (SPKI `PUBLIC KEY` or PKCS#1
+    /// `RSA PUBLIC KEY`), such as the server's `RSA_PUBLIC_KEY`, with `algorithm` (`RS*` or
+    /// `PS*`). The key gets the `kid` the JWThenticator server gives it
+    /// (base64url of the SHA-1 of its SPKI DER), so the server's tokens find it; tokens
+    /// without a `kid` are verified with it too.
+    pub fn from_rsa_public_key_pem(pem: &str, algorithm: Algorithm) -> Result<Self, ConfigError> {
+        use rsa::RsaPublicKey;
+        use rsa::pkcs1::DecodeRsaPublicKey;
+        use rsa::pkcs8::{DecodePublicKey, EncodePublicKey};
+        use rsa::traits::PublicKeyParts;
+
+        let alg = match algorithm {
+            Algorithm::RS256 => "RS256",
+            Algorithm::RS384 => "RS384",
+            Algorithm::RS512 => "RS512",
+            Algorithm::PS256 => "PS256",
+            Algorithm::PS384 => "PS384",
+            Algorithm::PS512 => "PS512",
+            other => {
+                return Err(ConfigError::InvalidKey(format!(
+                    "{other:?} is not an RSA algorithm"
+                )));
+            }
+        };
+        let pem = pem.trim();
+        let key = RsaPublicKey::from_public_key_pem(pem)
+            .or_else(|_| RsaPublicKey::from_pkcs1_pem(pem))
+            .map_err(|_| {
+                ConfigError::InvalidKey("not an RSA public key in PEM (SPKI or PKCS#1)".to_owned())
+            })?;
+        let spki = key
+            .to_public_key_der()
+            .map_err(|e| ConfigError::InvalidKey(e.to_string()))?;
+        let thumbprint = aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+            spki.as_bytes(),
+        );
+        let jwk = Jwk::rsa(
+            URL_SAFE_NO_PAD.encode(thumbprint.as_ref()),
+            alg,
+            URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
+            URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
+        );
+        Ok(Self::from_jwks(Jwks { keys: vec![jwk] }))
+    }
+
+    fn with_source(source: Source) -> Self {
+        Self {
+            config: Arc::new(Config {
+                source,
+                algorithms: Vec::new(),
+                audiences: Vec::new(),
+                issuer: None,
+                leeway: Duration::from_secs(DEFAULT_LEEWAY_SECS),
+                max_lifetime: None,
+                required_claims: Vec::new(),
+                optional: false,
+                client: None,
+                refresh: RefreshPolicy::default(),
+                token_cache_size: DEFAULT_TOKEN_CACHE_SIZE,
+            }),
+            state: Arc::default(),
+            rejection: DefaultRejection::new(),
+            claims: PhantomData,
+        }
+    }
+}
+
+impl<C, R> JwtAuth<C, R> {
+    /// A copy with its own caches, whose configuration `change` has edited.
+    fn configure(mut self, change: impl FnOnce(&mut Config)) -> Self {
+        change(Arc::make_mut(&mut self.config));
+        self.state = Arc::default();
+        self
+    }
+
+    /// Accept only tokens signed with one of these algorithms. By default every asymmetric
+    /// algorithm is accepted, each key verifying only the one it is pinned to; `none` and the
+    /// `HS*` family are never accepted.
+    pub fn with_algorithms(self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        let algorithms = algorithms.into_iter().collect();
+        self.configure(|config| config.algorithms = algorithms)
+    }
+
+    /// Require the token's `aud` to name at least one of these. Without audiences, a token
+    /// that carries `aud` is rejected (RFC 7519 section 4.1.3), as the server does.
+    pub fn with_audiences<S: Into<String>>(self, audiences: impl IntoIterator<Item = S>) -> Self {
+        let audiences = audiences.into_iter().map(Into::into).collect();
+        self.configure(|config| config.audiences = audiences)
+    }
+
+    /// Require the token's `iss` to be this issuer.
+    pub fn with_issuer(self, issuer: impl Into<String>) -> Self {
+        let issuer = issuer.into();
+        self.configure(|config| config.issuer = Some(issuer))
+    }
+
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, in whole seconds (30 s by default).
+    pub fn with_leeway(self, leeway: Duration) -> Self {
+        self.configure(|config| config.leeway = leeway)
+    }
+
+    /// Reject tokens whose `exp` lies further in the future than this (plus leeway).
+    pub fn with_max_lifetime(self, lifetime: Duration) -> Self {
+        self.configure(|config| config.max_lifetime = Some(lifetime))
+    }
+
+    /// Require these claims to be present (and not `null`) in every token.
+    pub fn with_required_claims<S: Into<String>>(
+        self,
+        claims: impl IntoIterator<Item = S>,
+    ) -> Self {
+        let claims = claims.into_iter().map(Into::into).collect();
+        self.configure(|config| config.required_claims = claims)
+    }
+
+    /// In optional mode a request without a bearer token passes through, without claims in its
+    /// extensions; a request with a bad token is still rejected. Off by default.
+    pub fn with_optional(self, optional: bool) -> Self {
+        self.configure(|config| config.optional = optional)
+    }
+
+    /// The HTTP client for every JWKS fetch: the first, the scheduled refreshes and the
+    /// refetches for unknown `kid`s. Give one to set proxies, root certificates, headers or
+    /// timeouts. By default a client with a 5 s connect and a 10 s request timeout.
+    pub fn with_http_client(self, client: reqwest::Client) -> Self {
+        self.configure(|config| config.client = Some(client))
+    }
+
+    /// How often the JWKS is refreshed when its response has no `Cache-Control: max-age`
+    /// (5 minutes by default).
+    pub fn with_refresh_interval(self, interval: Duration) -> Self {
+        self.configure(|config| config.refresh.interval = interval)
+    }
+
+    /// The range within which a `Cache-Control: max-age` of the JWKS response is honoured
+    /// (30 s to 1 hour by default); `min` is also the first retry delay after a failed
+    /// refresh. Fails unless `0 < min <= max`.
+    pub fn with_refresh_bounds(self, min: Duration, max: Duration) -> Result<Self, ConfigError> {
+        if min.is_zero() || min > max {
+            return Err(ConfigError::InvalidSetting(format!(
+                "refresh bounds need 0 < min <= max, got {min:?} and {max:?}"
+            )));
+        }
+        Ok(self.configure(|config| {
+            config.refresh.min_interval = min;
+            config.refresh.max_interval = max;
+        }))
+    }
+
+    /// The least time between two JWKS fetches that requests trigger, because their `kid` is
+    /// unknown or no keys are usable (10 s by default). Requests that arrive while such a fetch
+    /// is in flight wait for it; in the cooldown after it, an unknown `kid` is rejected at
+    /// once, so a flood of made-up `kid`s costs the JWKS server one fetch per cooldown.
+    pub fn with_refetch_cooldown(self, cooldown: Duration) -> Self {
+        self.configure(|config| config.refresh.cooldown = cooldown)
+    }
+
+    /// How long the last good keys stay in use while refreshes fail (24 hours by default).
+    /// Past it requests get 503 until a fetch succeeds.
+    pub fn with_max_staleness(self, max_staleness: Duration) -> Self {
+        self.configure(|config| config.refresh.max_staleness = max_staleness)
+    }
+
+    /// How many verified tokens to remember (10 000 by default; 0 turns the cache off). A
+    /// remembered token skips the signature check until it expires, or until a refresh
+    /// removes or replaces a key of the set that verified it.
+    pub fn with_token_cache_size(self, size: usize) -> Self {
+        self.configure(|config| config.token_cache_size = size)
+    }
+
+    /// The largest JWKS response read, in bytes (256 KiB by default); a larger one fails the
+    /// fetch. Fails for 0.
+    pub fn with_max_jwks_size(self, bytes: usize) -> Result<Self, ConfigError> {
+        if bytes == 0 {
+            return Err(ConfigError::InvalidSetting(
+                "the maximum JWKS size must be above 0".to_owned(),
+            ));
+        }
+        Ok(self.configure(|config| config.refresh.max_bytes = bytes))
+    }
+
+    /// Deserialise the token payload as `D` instead of `C`, for issuers whose claims differ
+    /// from JWThenticator's. `D` is what goes into the request extensions.
+    pub fn with_claims<D>(self) -> JwtAuth<D, R> {
+        JwtAuth {
+            config: self.config,
+            state: Arc::default(),
+            rejection: self.rejection,
+            claims: PhantomData,
+        }
+    }
+
+    /// Build rejection responses with `rejection` instead.
+    pub fn with_rejection<R2>(self, rejection: R2) -> JwtAuth<C, R2> {
+        JwtAuth {
+            config: self.config,
+            state: self.state,
+            rejection,
+            claims: PhantomData,
+        }
+    }
+}
+
+impl<C> JwtAuth<C, DefaultRejection> {
+    /// When to answer with a gRPC status (`grpc-status: 16`, UNAUTHENTICATED) rather than an
+    /// HTTP 401: by default for requests whose `content-type` is `application/grpc*`.
+    pub fn with_grpc_mode(mut self, mode: GrpcMode) -> Self {
+        self.rejection = self.rejection.with_grpc_mode(mode);
+        self
+    }
+}
+
+impl<C, R> JwtAuth<C, R>
+where
+    C: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// Fetches the JWKS now, whatever the schedule: at startup, to fail fast when the
+    /// issuer is unreachable, or to pick up a rotation at once. Does nothing for fixed keys.
+    pub async fn refresh_keys(&self) -> Result<(), JwksError> {
+        self.authenticator().keys.refresh_now().await
+    }
+
+    fn authenticator(&self) -> Arc<Authenticator<C>> {
+        Arc::clone(
+            self.state
+                .get_or_init(|| Arc::new(self.config.authenticator())),
+        )
+    }
+}
+
+impl<S, C, R> Layer<S> for JwtAuth<C, R>
+where
+    C: DeserializeOwned + Clone + Send + Sync + 'static,
+    R: Clone,
+{
+    type Service = JwtAuthService<S, C, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        JwtAuthService::new(inner, self.authenticator(), self.rejection.clone())
+    }
+}
+
+impl Config {
+    fn authenticator<C: Clone>(&self) -> Authenticator<C> {
+        let mut builder = Verifier::builder()
+            .with_algorithms(self.algorithms.iter().copied())
+            .with_audiences(self.audiences.iter().cloned())
+            .with_leeway(self.leeway.as_secs());
+        if let Some(issuer) = &self.issuer {
+            builder = builder.with_issuer(issuer.clone());
+        }
+        if let Some(lifetime) = self.max_lifetime {
+            builder = builder.with_max_lifetime(lifetime.as_secs());
+        }
+        let keys = match &self.source {
+            Source::Fixed(jwks) => {
+                // `build` skips the keys it cannot use and never fails.
+                let verifier = builder
+                    .clone()
+                    .build(jwks)
+                    .unwrap_or_else(|_| builder.build_with_keys(Vec::new()));
+                KeyStore::fixed(verifier, jwks.clone())
+            }
+            Source::Url(url) => KeyStore::remote(
+                url.clone(),
+                self.client.clone().unwrap_or_else(default_client),
+                self.refresh.clone(),
+                builder,
+            ),
+        };
+        Authenticator {
+            keys: Arc::new(keys),
+            tokens: (self.token_cache_size > 0).then(|| TokenCache::new(self.token_cache_size)),
+            required_claims: self.required_claims.clone(),
+            leeway: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
+            optional: self.optional,
+        }
+    }
+}
+
+fn default_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(DEFAULT_CONNECT_TIMEOUT)
+        .timeout(DEFAULT_REQUEST_TIMEOUT)
+        .user_agent(concat!(
+            env!("CARGO_PKG_NAME"),
+            "/",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .build()
+        .unwrap_or_else(|error| {
+            tracing::warn!(%error, "cannot configure the JWKS HTTP client; using the defaults");
+            reqwest::Client::new()
+        })
+}
+
+fn parse_http_url(text: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(text).map_err(|e| invalid_url(text, &e))?;
+    if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+        return Err(ConfigError::InvalidUrl {
+            url: text.to_owned(),
+            reason: "not an absolute http or https URL".to_owned(),
+        });
+    }
+    Ok(url)
+}
+
+fn invalid_url(text: &str, error: &url::ParseError) -> ConfigError {
+    ConfigError::InvalidUrl {
+        url: text.to_owned(),
+        reason: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwks_url(auth: &JwtAuth) -> String {
+        match &auth.config.source {
+            Source::Url(url) => url.to_string(),
+            Source::Fixed(_) => String::new(),
+        }
+    }
+
+    #[test]
+    fn the_jwks_is_under_the_base_url_and_its_prefix() {
+        assert_eq!(
+            jwks_url(&JwtAuth::new("http://auth:8080")),
+            "http://auth:8080/jwks"
+        );
+        assert_eq!(
+            jwks_url(&JwtAuth::new("https://auth.example.com/prefix")),
+            "https://auth.example.com/prefix/jwks"
+        );
+        assert_eq!(
+            jwks_url(&JwtAuth::new("https://auth.example.com/prefix/")),
+            "https://auth.example.com/prefix/jwks"
+        );
+    }
+
+    #[test]
+    fn a_jwks_url_is_taken_as_it_is() {
+        assert_eq!(
+            jwks_url(&JwtAuth::from_jwks_url(
+                "https://idp.example.com/.well-known/jwks.json"
+            )),
+            "https://idp.example.com/.well-known/jwks.json"
+        );
+    }
+
+    #[test]
+    fn urls_that_are_not_absolute_http_are_refused() {
+        for url in [
+            "auth:8080",
+            "/jwks",
+            "ftp://auth/jwks",
+            "file:///etc/jwks",
+            "",
+        ] {
+            assert!(
+                matches!(
+                    JwtAuth::try_from_jwks_url(url),
+                    Err(ConfigError::InvalidUrl { .. })
+                ),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_url_passwords_and_the_client() {
+        let client = reqwest::Client::builder()
+            .default_headers(http::HeaderMap::from_iter([(
+                http::header::AUTHORIZATION,
+                http::HeaderValue::from_static("Basic c2VjcmV0"),
+            )]))
+            .build()
+            .expect("client");
+        let auth = JwtAuth::new("https://svc:hunter2@auth.example.com").with_http_client(client);
+        let debug = format!("{auth:?}");
+        assert!(debug.contains("auth.example.com"), "{debug}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("c2VjcmV0"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn out_of_range_settings_are_refused() {
+        let auth = || JwtAuth::from_jwks(Jwks::default());
+        assert!(
+            auth()
+                .with_refresh_bounds(Duration::from_secs(60), Duration::from_secs(10))
+                .is_err()
+        );
+        assert!(
+            auth()
+                .with_refresh_bounds(Duration::ZERO, Duration::from_secs(10))
+                .is_err()
+        );
+        assert!(auth().with_max_jwks_size(0).is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! Tests of the `JwtAuth` layer: RFC 6750 rejections and the hostile-token set with fixed keys
+//! and no sockets, and the JWKS cache against a fake JWKS server on loopback.
+
+mod claims;
+#[cfg(feature = "axum")]
+mod extractor;
+mod fake_jwks;
+mod hostile;
+mod jwks_cache;
+mod rejections;
+mod responses;
+mod support;
