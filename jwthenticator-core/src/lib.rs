@@ -40,8 +40,9 @@ pub use verifier::{
     VerifyErrorKind, VerifyingKey,
 };
 pub use wire::{
-    AuthRequest, BoolResponse, ErrorResponse, JwtValidateRequest, KeyRequest, RefreshRequest,
-    RegisterKeyRequest, TokenResponse,
+    AuthRequest, BoolResponse, ErrorResponse, IdentifierRequest, JwtValidateRequest, KeyInfo,
+    KeyListResponse, KeyRequest, RefreshRequest, RegisterKeyRequest, RevocationResponse,
+    RevokeKeyRequest, RevokeRefreshTokenRequest, TokenResponse,
 };
 
 #[cfg(doctest)]

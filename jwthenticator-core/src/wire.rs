@@ -117,6 +117,90 @@ impl ErrorResponse {
     }
 }
 
+/// `POST /revoke_key`: revoke a key, by the key itself or by the `id` that `GET /keys` lists.
+/// Exactly one of the two must be given. The key's refresh tokens are revoked with it.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct RevokeKeyRequest {
+    /// The key to revoke.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", oai(validator(min_length = 1, max_length = 4096)))]
+    pub key: Option<String>,
+    /// The id of the key to revoke, as listed by `GET /keys`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<i64>,
+}
+
+/// `POST /revoke_refresh_token`: revoke one refresh token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct RevokeRefreshTokenRequest {
+    /// The refresh token to revoke.
+    #[cfg_attr(feature = "openapi", oai(validator(min_length = 1, max_length = 4096)))]
+    pub refresh_token: String,
+}
+
+/// `POST /revoke_identifier`: revoke every key of an identifier and all their refresh tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct IdentifierRequest {
+    /// The identifier whose keys are revoked.
+    pub identifier: Uuid,
+}
+
+/// What a revocation revoked. Revoking what is already revoked counts nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct RevocationResponse {
+    /// Keys newly revoked.
+    pub keys_revoked: u64,
+    /// Refresh tokens newly revoked.
+    pub refresh_tokens_revoked: u64,
+}
+
+/// A registered key as `GET /keys` lists it: never the key, only a prefix of its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct KeyInfo {
+    /// The key's id, for `POST /revoke_key`.
+    pub id: i64,
+    /// The first 16 hex digits of the key's SHA-512 hash.
+    pub key_hash_prefix: String,
+    /// The identifier the key was registered for.
+    pub identifier: Uuid,
+    /// Registered at, seconds since the Unix epoch.
+    pub created_at: i64,
+    /// Expires at, seconds since the Unix epoch.
+    pub expires_at: i64,
+    /// Revoked at, seconds since the Unix epoch, or `null`.
+    pub revoked_at: Option<i64>,
+}
+
+/// `GET /keys`: the keys of an identifier, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct KeyListResponse {
+    /// The keys.
+    pub keys: Vec<KeyInfo>,
+}
+
+impl fmt::Debug for RevokeKeyRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RevokeKeyRequest")
+            .field("key", &self.key.as_ref().map(|_| REDACTED))
+            .field("key_id", &self.key_id)
+            .finish()
+    }
+}
+
+impl fmt::Debug for RevokeRefreshTokenRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RevokeRefreshTokenRequest")
+            .field("refresh_token", &REDACTED)
+            .finish()
+    }
+}
+
 impl fmt::Debug for KeyRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyRequest")

@@ -1,21 +1,27 @@
 //! The HTTP API: one `#[OpenApi]` impl per route group, one response enum per endpoint.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use jwthenticator_core::{
-    AuthRequest, BoolResponse, ErrorResponse, Jwks, JwtValidateRequest, KeyRequest, RefreshRequest,
-    RegisterKeyRequest, TokenResponse, VerifyError, parse_bearer,
+    AuthRequest, BoolResponse, ErrorResponse, IdentifierRequest, Jwks, JwtValidateRequest, KeyInfo,
+    KeyListResponse, KeyRequest, RefreshRequest, RegisterKeyRequest, RevocationResponse,
+    RevokeKeyRequest, RevokeRefreshTokenRequest, TokenResponse, VerifyError, parse_bearer,
 };
 use poem::web::Data;
 use poem::{Endpoint, Request};
+use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
+use uuid::Uuid;
 
 use crate::error::{ApiError, bad_request_body};
+use crate::flows::Outcome;
 use crate::middleware::json_body;
+use crate::security::{client_address, require_admin};
 use crate::state::AppState;
-use crate::store::hash_secret;
+use crate::store::{KeySelector, Registration, Revoked, hash_secret};
 
 /// How long gateways and the tower layer may cache `/jwks`.
 const JWKS_CACHE_CONTROL: &str = "public, max-age=300";
@@ -42,12 +48,27 @@ macro_rules! json_body_transforms {
     )*};
 }
 
+/// Internal operations check the admin token before they read the body.
+macro_rules! admin_json_body_transforms {
+    ($($name:ident: $body:ty),* $(,)?) => {$(
+        fn $name<E: Endpoint>(ep: E) -> impl Endpoint {
+            require_admin(json_body::<$body, E>(ep))
+        }
+    )*};
+}
+
 json_body_transforms!(
-    register_key_body: RegisterKeyRequest,
-    key_body: KeyRequest,
     auth_body: AuthRequest,
     refresh_body: RefreshRequest,
     validate_body: JwtValidateRequest,
+);
+
+admin_json_body_transforms!(
+    register_key_body: RegisterKeyRequest,
+    key_body: KeyRequest,
+    revoke_key_body: RevokeKeyRequest,
+    revoke_refresh_token_body: RevokeRefreshTokenRequest,
+    identifier_body: IdentifierRequest,
 );
 
 macro_rules! bad_request_handler {
@@ -86,6 +107,9 @@ pub(crate) enum RegisterKeyResponse {
     /// The body is not JSON, or `key` or `identifier` is missing or invalid.
     #[oai(status = 400)]
     BadRequest(Json<ErrorResponse>),
+    /// The key was revoked; a revoked key cannot be registered again.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorResponse>),
 }
 bad_request_handler!(RegisterKeyResponse);
 
@@ -112,11 +136,42 @@ pub(crate) enum TokenEndpointResponse {
     /// The body is not JSON, or a field is missing or invalid.
     #[oai(status = 400)]
     BadRequest(Json<ErrorResponse>),
-    /// The key or refresh token is unknown or expired.
+    /// The key or refresh token is unknown, expired or revoked (or bound to another
+    /// identifier with STRICT_IDENTIFIER, or a reused rotated refresh token).
     #[oai(status = 401)]
     Unauthorized(Json<ErrorResponse>),
+    /// Too many failed attempts for this identifier or client address; retry after the
+    /// `Retry-After` seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorResponse>, #[oai(header = "Retry-After")] u64),
 }
 bad_request_handler!(TokenEndpointResponse);
+
+/// Answer of the revocation routes.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "RevokeResponse::bad_request")]
+pub(crate) enum RevokeResponse {
+    /// What was revoked (zero when there was nothing to revoke).
+    #[oai(status = 200)]
+    Ok(Json<RevocationResponse>),
+    /// The body is not JSON, or a field is missing or invalid.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorResponse>),
+}
+bad_request_handler!(RevokeResponse);
+
+/// Answer of `GET /keys`.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "KeyListAnswer::bad_request")]
+pub(crate) enum KeyListAnswer {
+    /// The identifier's keys.
+    #[oai(status = 200)]
+    Ok(Json<KeyListResponse>),
+    /// `identifier` is missing or not a UUID.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorResponse>),
+}
+bad_request_handler!(KeyListAnswer);
 
 /// Answer of `/validate`.
 #[derive(ApiResponse)]
@@ -179,12 +234,20 @@ impl GeneralApi {
     }
 }
 
-/// `/register_key` and `/is_key_registered`.
+/// `/register_key`, `/is_key_registered` and the revocation routes; with `ADMIN_TOKEN` set they
+/// require `Authorization: Bearer <ADMIN_TOKEN>`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct InternalApi;
 
 fn seconds(value: u64) -> Duration {
     Duration::seconds(i64::try_from(value).unwrap_or(i64::MAX / 1000))
+}
+
+fn revocation(revoked: Revoked) -> RevokeResponse {
+    RevokeResponse::Ok(Json(RevocationResponse {
+        keys_revoked: revoked.keys,
+        refresh_tokens_revoked: revoked.refresh_tokens,
+    }))
 }
 
 #[OpenApi(tag = "Tag::Internal")]
@@ -202,11 +265,18 @@ impl InternalApi {
         body: Json<RegisterKeyRequest>,
     ) -> poem::Result<RegisterKeyResponse> {
         let expires_at = Utc::now() + seconds(state.key_expiry);
-        state
+        let registration = state
             .store
             .register_key(&hash_secret(&body.key), body.identifier, expires_at)
             .await
             .map_err(ApiError::from)?;
+        if registration == Registration::Revoked {
+            tracing::warn!(identifier = %body.identifier, "refused to register a revoked key");
+            return Ok(RegisterKeyResponse::Conflict(Json(ErrorResponse::new(
+                "key_revoked",
+                "this key was revoked and cannot be registered again; register a new key",
+            ))));
+        }
         tracing::info!(identifier = %body.identifier, "key registered");
         Ok(RegisterKeyResponse::Created(Json(BoolResponse::TRUE)))
     }
@@ -230,22 +300,170 @@ impl InternalApi {
             .map_err(ApiError::from)?;
         Ok(IsKeyRegisteredResponse::Ok(Json(BoolResponse::new(exists))))
     }
+
+    /// Revokes a key, given as `key` or as the `key_id` that `GET /keys` lists, with all its
+    /// refresh tokens: `/authenticate` and `/refresh` refuse them at once, on every replica.
+    /// JWTs already issued stay valid until they expire (`JWT_LEASE_TIME`).
+    #[oai(
+        path = "/revoke_key",
+        method = "post",
+        operation_id = "revoke_key",
+        transform = "revoke_key_body"
+    )]
+    async fn revoke_key(
+        &self,
+        state: Data<&Arc<AppState>>,
+        body: Json<RevokeKeyRequest>,
+    ) -> poem::Result<RevokeResponse> {
+        let hash = body.key.as_deref().map(hash_secret);
+        let selector = match (&hash, body.key_id) {
+            (Some(hash), None) => KeySelector::Hash(hash),
+            (None, Some(id)) => KeySelector::Id(id),
+            _ => {
+                return Ok(RevokeResponse::BadRequest(Json(ErrorResponse::new(
+                    "invalid_request",
+                    "give exactly one of `key` and `key_id`",
+                ))));
+            }
+        };
+        let revoked = state
+            .store
+            .revoke_keys(selector, Utc::now())
+            .await
+            .map_err(ApiError::from)?;
+        tracing::warn!(
+            key_id = body.key_id,
+            keys = revoked.keys,
+            refresh_tokens = revoked.refresh_tokens,
+            "key revoked"
+        );
+        Ok(revocation(revoked))
+    }
+
+    /// Revokes one refresh token.
+    #[oai(
+        path = "/revoke_refresh_token",
+        method = "post",
+        operation_id = "revoke_refresh_token",
+        transform = "revoke_refresh_token_body"
+    )]
+    async fn revoke_refresh_token(
+        &self,
+        state: Data<&Arc<AppState>>,
+        body: Json<RevokeRefreshTokenRequest>,
+    ) -> poem::Result<RevokeResponse> {
+        let refresh_tokens = state
+            .store
+            .revoke_refresh_token(&hash_secret(&body.refresh_token), Utc::now())
+            .await
+            .map_err(ApiError::from)?;
+        tracing::warn!(refresh_tokens, "refresh token revoked");
+        Ok(revocation(Revoked {
+            keys: 0,
+            refresh_tokens,
+        }))
+    }
+
+    /// Revokes every key of an identifier and all their refresh tokens.
+    #[oai(
+        path = "/revoke_identifier",
+        method = "post",
+        operation_id = "revoke_identifier",
+        transform = "identifier_body"
+    )]
+    async fn revoke_identifier(
+        &self,
+        state: Data<&Arc<AppState>>,
+        body: Json<IdentifierRequest>,
+    ) -> poem::Result<RevokeResponse> {
+        let revoked = state
+            .store
+            .revoke_keys(KeySelector::Identifier(body.identifier), Utc::now())
+            .await
+            .map_err(ApiError::from)?;
+        tracing::warn!(
+            identifier = %body.identifier,
+            keys = revoked.keys,
+            refresh_tokens = revoked.refresh_tokens,
+            "identifier revoked"
+        );
+        Ok(revocation(revoked))
+    }
+
+    /// Lists the keys of an identifier: id, hash prefix, created, expires, revoked — never the key.
+    #[oai(
+        path = "/keys",
+        method = "get",
+        operation_id = "list_keys",
+        transform = "require_admin"
+    )]
+    async fn list_keys(
+        &self,
+        state: Data<&Arc<AppState>>,
+        /// The identifier whose keys to list.
+        identifier: Query<Uuid>,
+    ) -> poem::Result<KeyListAnswer> {
+        let keys = state
+            .store
+            .list_keys(identifier.0)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(KeyListAnswer::Ok(Json(KeyListResponse {
+            keys: keys
+                .into_iter()
+                .map(|k| KeyInfo {
+                    id: k.id,
+                    key_hash_prefix: k.key_hash_prefix,
+                    identifier: k.identifier,
+                    created_at: k.created.timestamp(),
+                    expires_at: k.expires_at.timestamp(),
+                    revoked_at: k.revoked_at.map(|t| t.timestamp()),
+                })
+                .collect(),
+        })))
+    }
 }
 
 /// `/authenticate`, `/refresh`, `/validate` and `/validate_request`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ExternalApi;
 
-fn unauthorized(error: &str, message: impl Into<String>) -> TokenEndpointResponse {
-    TokenEndpointResponse::Unauthorized(Json(ErrorResponse::new(error, message)))
-}
-
-/// A refresh token: 256 random bits, base64url.
-fn new_refresh_token() -> Result<String, ApiError> {
-    use base64::Engine;
-    let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| ApiError::internal("random generator failed"))?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+/// Applies the failure limits around a token endpoint's decision, and logs the outcome.
+async fn limited<F>(
+    state: &AppState,
+    request: &Request,
+    identifier: Uuid,
+    operation: &'static str,
+    decide: F,
+) -> poem::Result<TokenEndpointResponse>
+where
+    F: Future<Output = Result<Outcome, ApiError>>,
+{
+    let address = client_address(request, state.security.client_ip_header.as_deref());
+    if let Some(retry_after) = state.limiter.check(identifier, address) {
+        tracing::warn!(%identifier, ?address, operation, "too many failed attempts: refused");
+        let seconds = retry_after.as_secs().max(1);
+        return Ok(TokenEndpointResponse::TooManyRequests(
+            Json(ErrorResponse::new(
+                "too_many_attempts",
+                format!("too many failed attempts; retry in {seconds} s"),
+            )),
+            seconds,
+        ));
+    }
+    match decide.await? {
+        Ok(tokens) => {
+            tracing::info!(%identifier, operation, "tokens issued");
+            Ok(TokenEndpointResponse::Ok(Json(tokens)))
+        }
+        Err(refusal) => {
+            state.limiter.record_failure(identifier, address);
+            tracing::info!(%identifier, ?address, operation, reason = refusal.message, "refused");
+            Ok(TokenEndpointResponse::Unauthorized(Json(
+                ErrorResponse::new(refusal.error, refusal.message),
+            )))
+        }
+    }
 }
 
 fn rejected(err: &VerifyError) -> ErrorResponse {
@@ -265,40 +483,15 @@ impl ExternalApi {
     async fn authenticate(
         &self,
         state: Data<&Arc<AppState>>,
+        request: &Request,
         body: Json<AuthRequest>,
     ) -> poem::Result<TokenEndpointResponse> {
-        let store = &state.store;
-        let key = store
-            .find_key(&hash_secret(&body.key))
-            .await
-            .map_err(ApiError::from)?;
-        let Some(key) = key else {
-            tracing::info!(identifier = %body.identifier, "authentication failed: unknown key");
-            return Ok(unauthorized("invalid_key", "the key is not registered"));
-        };
-        let now = Utc::now();
-        if key.expires_at <= now {
-            tracing::info!(identifier = %body.identifier, "authentication failed: expired key");
-            return Ok(unauthorized("invalid_key", "the key has expired"));
-        }
-        let jwt = state.issue_jwt(body.identifier)?;
-        let refresh_token = new_refresh_token()?;
-        store
-            .insert_refresh_token(
-                &hash_secret(&refresh_token),
-                key.id,
-                now + seconds(state.refresh_token_expiry),
-            )
-            .await
-            .map_err(ApiError::from)?;
-        tracing::info!(identifier = %body.identifier, "authenticated");
-        Ok(TokenEndpointResponse::Ok(Json(TokenResponse {
-            jwt,
-            refresh_token: Some(refresh_token),
-        })))
+        let decision = state.authenticate(&body.key, body.identifier);
+        limited(&state, request, body.identifier, "authenticate", decision).await
     }
 
-    /// Exchanges a refresh token for a new JWT.
+    /// Exchanges a refresh token for a new JWT (and, with ROTATE_REFRESH_TOKENS, a new refresh
+    /// token that replaces it).
     #[oai(
         path = "/refresh",
         method = "post",
@@ -308,33 +501,11 @@ impl ExternalApi {
     async fn refresh(
         &self,
         state: Data<&Arc<AppState>>,
+        request: &Request,
         body: Json<RefreshRequest>,
     ) -> poem::Result<TokenEndpointResponse> {
-        let token = state
-            .store
-            .find_refresh_token(&hash_secret(&body.refresh_token))
-            .await
-            .map_err(ApiError::from)?;
-        let Some(token) = token else {
-            tracing::info!(identifier = %body.identifier, "refresh failed: unknown refresh token");
-            return Ok(unauthorized(
-                "invalid_refresh_token",
-                "the refresh token is not valid",
-            ));
-        };
-        if token.expires_at <= Utc::now() {
-            tracing::info!(identifier = %body.identifier, "refresh failed: expired refresh token");
-            return Ok(unauthorized(
-                "invalid_refresh_token",
-                "the refresh token has expired",
-            ));
-        }
-        let jwt = state.issue_jwt(body.identifier)?;
-        tracing::info!(identifier = %body.identifier, "refreshed");
-        Ok(TokenEndpointResponse::Ok(Json(TokenResponse {
-            jwt,
-            refresh_token: None,
-        })))
+        let decision = state.refresh(&body.refresh_token, body.identifier);
+        limited(&state, request, body.identifier, "refresh", decision).await
     }
 
     /// Validates a JWT given in the body.

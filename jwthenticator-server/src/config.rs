@@ -169,6 +169,10 @@ pub struct Config {
     /// Seconds to wait for in-flight requests on SIGTERM/SIGINT before closing them.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,
+
+    /// Identifier binding, refresh-token rotation, failure limits and admin protection.
+    #[command(flatten)]
+    pub security: crate::security::SecurityConfig,
 }
 
 fn parse_signing_algorithm(name: &str) -> Result<Algorithm, String> {

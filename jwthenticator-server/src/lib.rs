@@ -24,7 +24,9 @@ pub mod store;
 
 mod api;
 mod error;
+mod flows;
 mod middleware;
+pub mod security;
 mod state;
 
 use std::path::PathBuf;
@@ -32,6 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use poem::endpoint::BoxEndpoint;
 use poem::listener::TcpListener;
 use poem::{EndpointExt, Route};
 use poem_openapi::{OpenApi, OpenApiService};
@@ -41,6 +44,7 @@ pub use state::AppState;
 
 use api::{ExternalApi, GeneralApi, InternalApi};
 use middleware::{MaxBodySize, observe};
+use security::AdminToken;
 
 /// How often expired keys and refresh tokens are deleted.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -52,6 +56,9 @@ pub struct App {
     prefix: String,
     external: bool,
     internal: bool,
+    /// `host:port` of the separate internal listener, when configured.
+    internal_address: Option<String>,
+    admin_token: AdminToken,
     max_body_size: usize,
 }
 
@@ -75,6 +82,11 @@ impl App {
             prefix,
             external: !config.disable_external_api,
             internal: !config.disable_internal_api,
+            internal_address: config
+                .security
+                .internal_port
+                .map(|port| format!("{}:{port}", config.security.internal_host)),
+            admin_token: AdminToken(config.security.admin_token.clone()),
             max_body_size: config.max_body_size,
         })
     }
@@ -84,32 +96,51 @@ impl App {
         &self.state
     }
 
-    /// Every enabled route under the prefix, with the OpenAPI document at `/openapi.json` and
-    /// `/openapi.yaml`, JSON errors and request logging.
-    pub fn endpoint(&self) -> poem::endpoint::BoxEndpoint<'static> {
-        let routes = match (self.external, self.internal) {
+    /// The routes of the main listener under the prefix: every enabled route, less the
+    /// internal ones when they have a listener of their own; with the OpenAPI document at
+    /// `/openapi.json` and `/openapi.yaml`, JSON errors and request logging.
+    pub fn endpoint(&self) -> BoxEndpoint<'static> {
+        self.routes(
+            self.external,
+            self.internal && self.internal_address.is_none(),
+        )
+    }
+
+    /// The routes of the separate internal listener (`INTERNAL_PORT`), if there is one:
+    /// `/health`, `/jwks` and the internal API.
+    pub fn internal_endpoint(&self) -> Option<BoxEndpoint<'static>> {
+        self.internal_address
+            .as_ref()
+            .map(|_| self.routes(false, self.internal))
+    }
+
+    fn routes(&self, external: bool, internal: bool) -> BoxEndpoint<'static> {
+        let prefix = &self.prefix;
+        let routes = match (external, internal) {
             (true, true) => mount(openapi_service(
                 (GeneralApi, ExternalApi, InternalApi),
-                &self.prefix,
+                prefix,
             )),
-            (true, false) => mount(openapi_service((GeneralApi, ExternalApi), &self.prefix)),
-            (false, true) => mount(openapi_service((GeneralApi, InternalApi), &self.prefix)),
-            (false, false) => mount(openapi_service(GeneralApi, &self.prefix)),
+            (true, false) => mount(openapi_service((GeneralApi, ExternalApi), prefix)),
+            (false, true) => mount(openapi_service((GeneralApi, InternalApi), prefix)),
+            (false, false) => mount(openapi_service(GeneralApi, prefix)),
         };
-        let routes = if self.prefix.is_empty() {
+        let routes = if prefix.is_empty() {
             routes
         } else {
-            Route::new().nest(&self.prefix, routes)
+            Route::new().nest(prefix, routes)
         };
         routes
             .data(self.state.clone())
             .data(MaxBodySize(self.max_body_size))
+            .data(self.admin_token.clone())
             .around(observe)
             .boxed()
     }
 
-    /// Serves on `listener` until SIGTERM/SIGINT, then drains in-flight requests for at most
-    /// `shutdown_timeout`. Expired rows are purged every hour meanwhile.
+    /// Serves on `listener` (and on the internal listener, when configured) until
+    /// SIGTERM/SIGINT, then drains in-flight requests for at most `shutdown_timeout`. Expired
+    /// rows are purged every hour meanwhile.
     pub async fn serve(
         self,
         listener: TcpListener<String>,
@@ -127,9 +158,31 @@ impl App {
                 }
             }
         });
-        let result = poem::Server::new(listener)
-            .run_with_graceful_shutdown(self.endpoint(), shutdown_signal(), Some(shutdown_timeout))
-            .await;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let main = poem::Server::new(listener).run_with_graceful_shutdown(
+            self.endpoint(),
+            until_stopped(stopped.clone()),
+            Some(shutdown_timeout),
+        );
+        let result = match (self.internal_endpoint(), &self.internal_address) {
+            (Some(internal), Some(address)) => {
+                let internal = poem::Server::new(TcpListener::bind(address.clone()))
+                    .run_with_graceful_shutdown(
+                        internal,
+                        until_stopped(stopped),
+                        Some(shutdown_timeout),
+                    );
+                tokio::try_join!(main, internal).map(|_| ())
+            }
+            _ => main.await,
+        };
         purger.abort();
         result.context("serving")
     }
@@ -211,6 +264,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         prefix = %app.prefix,
         external_api = app.external,
         internal_api = app.internal,
+        internal_address = app.internal_address.as_deref().unwrap_or("(same listener)"),
+        admin_token = app.admin_token.0.is_some(),
         signing = app.state.keys().signer().is_some(),
         "listening"
     );

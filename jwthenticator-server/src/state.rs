@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::keys::KeySet;
+use crate::security::{FailureLimiter, SecurityConfig};
 use crate::store::Store;
 
 /// The server's state: database, keys, verifier and the lifetimes it issues with.
@@ -21,6 +22,8 @@ pub struct AppState {
     pub(crate) refresh_token_expiry: u64,
     pub(crate) jwt_lease_time: u64,
     pub(crate) audience: Option<Audience>,
+    pub(crate) security: SecurityConfig,
+    pub(crate) limiter: FailureLimiter,
 }
 
 impl fmt::Debug for AppState {
@@ -45,6 +48,8 @@ impl AppState {
             jwt_lease_time: config.jwt_lease_time,
             audience: (!config.jwt_audience.is_empty())
                 .then(|| Audience(config.jwt_audience.clone())),
+            security: config.security.clone(),
+            limiter: FailureLimiter::new(&config.security),
         }
     }
 

@@ -35,9 +35,12 @@ pub struct KeyRecord {
     pub identifier: Uuid,
     /// When the key stops authenticating.
     pub expires_at: DateTime<Utc>,
+    /// When the key was revoked, if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
-/// A refresh token, without the token itself.
+/// A refresh token, without the token itself, with what refreshing needs to know of its key
+/// and its family.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshTokenRecord {
     /// Row id.
@@ -46,7 +49,82 @@ pub struct RefreshTokenRecord {
     pub key_id: i64,
     /// When the token stops refreshing.
     pub expires_at: DateTime<Utc>,
+    /// When the token (or its key, or its family) was revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// When the token was rotated into a successor.
+    pub retired_at: Option<DateTime<Utc>>,
+    /// The rotation family; `None` for tokens issued before rotation existed.
+    pub family_id: Option<Uuid>,
+    /// Whether a later token of its family has been rotated or revoked: the family has moved
+    /// on, so presenting this token again is reuse even within the grace window.
+    pub successor_used: bool,
+    /// The identifier its key was registered for.
+    pub identifier: Uuid,
+    /// Whether its key has been revoked.
+    pub key_revoked: bool,
 }
+
+/// A refresh token to store.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRefreshToken<'a> {
+    /// SHA-512 hex of the token.
+    pub token_hash: &'a str,
+    /// The key it was obtained with.
+    pub key_id: i64,
+    /// When it stops refreshing.
+    pub expires_at: DateTime<Utc>,
+    /// Its rotation family.
+    pub family_id: Uuid,
+}
+
+/// What registering a key did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// The key is new, or was registered and its expiry moved.
+    Registered,
+    /// The key was revoked and stays revoked: a revoked key cannot be registered again.
+    Revoked,
+}
+
+/// Which keys to revoke.
+#[derive(Debug, Clone, Copy)]
+pub enum KeySelector<'a> {
+    /// The key with this hash.
+    Hash(&'a str),
+    /// The key with this row id (as listed).
+    Id(i64),
+    /// Every key of an identifier.
+    Identifier(Uuid),
+}
+
+/// How many rows a revocation touched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Revoked {
+    /// Keys newly revoked.
+    pub keys: u64,
+    /// Refresh tokens newly revoked.
+    pub refresh_tokens: u64,
+}
+
+/// A registered key as an administrator may see it: never the key, only a hash prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySummary {
+    /// Row id, usable to revoke the key.
+    pub id: i64,
+    /// The first 16 hex digits of the key's SHA-512 hash.
+    pub key_hash_prefix: String,
+    /// The identifier it was registered for.
+    pub identifier: Uuid,
+    /// When it was registered.
+    pub created: DateTime<Utc>,
+    /// When it expires.
+    pub expires_at: DateTime<Utc>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Length of the hash prefix shown for a key.
+pub const KEY_HASH_PREFIX_LEN: usize = 16;
 
 /// A database operation failed. The message is for logs only: clients get a generic answer.
 #[derive(Debug, thiserror::Error)]
@@ -80,13 +158,13 @@ impl From<sqlx::Error> for StoreError {
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug {
     /// Registers a key for an identifier, or moves the expiry of an already registered key
-    /// (its identifier stays the one it was first registered with).
+    /// (its identifier stays the one it was first registered with). A revoked key stays revoked.
     async fn register_key(
         &self,
         key_hash: &str,
         identifier: Uuid,
         expires_at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Registration, StoreError>;
 
     /// Whether a key with this hash is registered (expired or not, as the original answered).
     async fn key_exists(&self, key_hash: &str) -> Result<bool, StoreError>;
@@ -94,13 +172,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The key with this hash, if registered.
     async fn find_key(&self, key_hash: &str) -> Result<Option<KeyRecord>, StoreError>;
 
-    /// Stores a new refresh token for a key.
-    async fn insert_refresh_token(
-        &self,
-        token_hash: &str,
-        key_id: i64,
-        expires_at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    /// Stores a new refresh token.
+    async fn insert_refresh_token(&self, token: NewRefreshToken<'_>) -> Result<(), StoreError>;
 
     /// The refresh token with this hash, if stored.
     async fn find_refresh_token(
@@ -108,11 +181,49 @@ pub trait Store: Send + Sync + fmt::Debug {
         token_hash: &str,
     ) -> Result<Option<RefreshTokenRecord>, StoreError>;
 
-    /// Deletes keys and refresh tokens that expired before `now`; returns how many rows went.
+    /// Atomically retires token `old_id` and stores its successor. `false` when `old_id` was
+    /// already retired or revoked (a concurrent refresh won): nothing is stored then.
+    async fn rotate_refresh_token(
+        &self,
+        old_id: i64,
+        successor: NewRefreshToken<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Revokes every token of a rotation family (or the one token of a legacy family).
+    async fn revoke_refresh_family(
+        &self,
+        token_id: i64,
+        family_id: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
+    /// Revokes the refresh token with this hash; returns how many were revoked (0 or 1).
+    async fn revoke_refresh_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
+    /// Revokes keys and all their refresh tokens.
+    async fn revoke_keys(
+        &self,
+        selector: KeySelector<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Revoked, StoreError>;
+
+    /// The keys registered for an identifier, oldest first.
+    async fn list_keys(&self, identifier: Uuid) -> Result<Vec<KeySummary>, StoreError>;
+
+    /// Deletes expired keys and expired or revoked refresh tokens; returns how many rows went.
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+fn hash_prefix(key_hash: &str) -> String {
+    key_hash.chars().take(KEY_HASH_PREFIX_LEN).collect()
 }
 
 /// Opens the configured database, creating it where the configuration says so, and runs the

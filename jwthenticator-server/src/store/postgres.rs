@@ -5,11 +5,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
+use sqlx::Postgres;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 use uuid::Uuid;
 
-use super::{KeyRecord, RefreshTokenRecord, Store, StoreError};
+use super::{
+    KeyRecord, KeySelector, KeySummary, NewRefreshToken, RefreshTokenRecord, Registration, Revoked,
+    Store, StoreError, hash_prefix,
+};
 
 /// The original stored naive UTC timestamps; so do we.
 fn naive(at: DateTime<Utc>) -> NaiveDateTime {
@@ -82,6 +86,53 @@ async fn create_database(options: &PgConnectOptions) -> Result<(), StoreError> {
     Ok(())
 }
 
+type TokenRow = (
+    i64,
+    i64,
+    NaiveDateTime,
+    Option<NaiveDateTime>,
+    Option<NaiveDateTime>,
+    Option<Uuid>,
+    bool,
+    Uuid,
+    bool,
+);
+
+/// Revokes the keys whose `column` equals `value`, and their refresh tokens, in one transaction.
+async fn revoke_keys_where<T>(
+    pool: &PgPool,
+    column: &str,
+    value: T,
+    now: NaiveDateTime,
+) -> Result<Revoked, StoreError>
+where
+    T: for<'q> sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres> + Send + Clone + 'static,
+{
+    let mut tx = pool.begin().await?;
+    let refresh_tokens = sqlx::query(&format!(
+        "UPDATE refresh_tokens SET revoked_at = $1 WHERE revoked_at IS NULL
+         AND key_id IN (SELECT id FROM keys WHERE {column} = $2)"
+    ))
+    .bind(now)
+    .bind(value.clone())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let keys = sqlx::query(&format!(
+        "UPDATE keys SET revoked_at = $1 WHERE revoked_at IS NULL AND {column} = $2"
+    ))
+    .bind(now)
+    .bind(value)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(Revoked {
+        keys,
+        refresh_tokens,
+    })
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     async fn register_key(
@@ -89,18 +140,24 @@ impl Store for PostgresStore {
         key_hash: &str,
         identifier: Uuid,
         expires_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
+    ) -> Result<Registration, StoreError> {
+        let rows = sqlx::query(
             "INSERT INTO keys (key_hash, identifier, created, expires_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (key_hash) DO UPDATE SET expires_at = EXCLUDED.expires_at",
+             ON CONFLICT (key_hash) DO UPDATE SET expires_at = EXCLUDED.expires_at
+             WHERE keys.revoked_at IS NULL",
         )
         .bind(key_hash)
         .bind(identifier)
         .bind(naive(Utc::now()))
         .bind(naive(expires_at))
         .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await?
+        .rows_affected();
+        Ok(if rows == 0 {
+            Registration::Revoked
+        } else {
+            Registration::Registered
+        })
     }
 
     async fn key_exists(&self, key_hash: &str) -> Result<bool, StoreError> {
@@ -113,31 +170,32 @@ impl Store for PostgresStore {
     }
 
     async fn find_key(&self, key_hash: &str) -> Result<Option<KeyRecord>, StoreError> {
-        let row: Option<(i64, Uuid, NaiveDateTime)> =
-            sqlx::query_as("SELECT id, identifier, expires_at FROM keys WHERE key_hash = $1")
-                .bind(key_hash)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|(id, identifier, expires_at)| KeyRecord {
-            id,
-            identifier,
-            expires_at: expires_at.and_utc(),
-        }))
+        let row: Option<(i64, Uuid, NaiveDateTime, Option<NaiveDateTime>)> = sqlx::query_as(
+            "SELECT id, identifier, expires_at, revoked_at FROM keys WHERE key_hash = $1",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(
+            row.map(|(id, identifier, expires_at, revoked_at)| KeyRecord {
+                id,
+                identifier,
+                expires_at: expires_at.and_utc(),
+                revoked_at: revoked_at.map(|t| t.and_utc()),
+            }),
+        )
     }
 
-    async fn insert_refresh_token(
-        &self,
-        token_hash: &str,
-        key_id: i64,
-        expires_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    async fn insert_refresh_token(&self, token: NewRefreshToken<'_>) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, key_id, created, expires_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO refresh_tokens (token_hash, key_id, created, expires_at, family_id)
+             VALUES ($1, $2, $3, $4, $5)",
         )
-        .bind(token_hash)
-        .bind(key_id)
+        .bind(token.token_hash)
+        .bind(token.key_id)
         .bind(naive(Utc::now()))
-        .bind(naive(expires_at))
+        .bind(naive(token.expires_at))
+        .bind(token.family_id)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -147,27 +205,178 @@ impl Store for PostgresStore {
         &self,
         token_hash: &str,
     ) -> Result<Option<RefreshTokenRecord>, StoreError> {
-        let row: Option<(i64, i64, NaiveDateTime)> = sqlx::query_as(
-            "SELECT id, key_id, expires_at FROM refresh_tokens WHERE token_hash = $1",
+        let row: Option<TokenRow> = sqlx::query_as(
+            "SELECT r.id, r.key_id, r.expires_at, r.revoked_at, r.retired_at, r.family_id,
+                    EXISTS (SELECT 1 FROM refresh_tokens f WHERE f.family_id = r.family_id
+                            AND f.id > r.id AND (f.retired_at IS NOT NULL OR f.revoked_at IS NOT NULL)),
+                    k.identifier, k.revoked_at IS NOT NULL
+             FROM refresh_tokens r
+             JOIN keys k ON k.id = r.key_id
+             WHERE r.token_hash = $1",
         )
         .bind(token_hash)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(id, key_id, expires_at)| RefreshTokenRecord {
-            id,
-            key_id,
-            expires_at: expires_at.and_utc(),
-        }))
+        Ok(row.map(
+            |(
+                id,
+                key_id,
+                expires_at,
+                revoked_at,
+                retired_at,
+                family_id,
+                successor_used,
+                identifier,
+                key_revoked,
+            )| {
+                RefreshTokenRecord {
+                    id,
+                    key_id,
+                    expires_at: expires_at.and_utc(),
+                    revoked_at: revoked_at.map(|t| t.and_utc()),
+                    retired_at: retired_at.map(|t| t.and_utc()),
+                    family_id,
+                    successor_used,
+                    identifier,
+                    key_revoked,
+                }
+            },
+        ))
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        old_id: i64,
+        successor: NewRefreshToken<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = naive(now);
+        let mut tx = self.pool.begin().await?;
+        // Row lock: a concurrent rotation of the same token waits here, then finds it retired.
+        let retired = sqlx::query(
+            "UPDATE refresh_tokens SET retired_at = $1
+             WHERE id = $2 AND retired_at IS NULL AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(old_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if retired == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let successor_id: i64 = sqlx::query_scalar(
+            "INSERT INTO refresh_tokens (token_hash, key_id, created, expires_at, family_id)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(successor.token_hash)
+        .bind(successor.key_id)
+        .bind(now)
+        .bind(naive(successor.expires_at))
+        .bind(successor.family_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE refresh_tokens SET replaced_by = $1, family_id = $2 WHERE id = $3")
+            .bind(successor_id)
+            .bind(successor.family_id)
+            .bind(old_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn revoke_refresh_family(
+        &self,
+        token_id: i64,
+        family_id: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $1
+             WHERE revoked_at IS NULL AND (id = $2 OR family_id = $3)",
+        )
+        .bind(naive(now))
+        .bind(token_id)
+        .bind(family_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn revoke_refresh_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL",
+        )
+        .bind(naive(now))
+        .bind(token_hash)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn revoke_keys(
+        &self,
+        selector: KeySelector<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Revoked, StoreError> {
+        let now = naive(now);
+        match selector {
+            KeySelector::Hash(hash) => {
+                revoke_keys_where(&self.pool, "key_hash", hash.to_owned(), now).await
+            }
+            KeySelector::Id(id) => revoke_keys_where(&self.pool, "id", id, now).await,
+            KeySelector::Identifier(identifier) => {
+                revoke_keys_where(&self.pool, "identifier", identifier, now).await
+            }
+        }
+    }
+
+    async fn list_keys(&self, identifier: Uuid) -> Result<Vec<KeySummary>, StoreError> {
+        let rows: Vec<(
+            i64,
+            String,
+            NaiveDateTime,
+            NaiveDateTime,
+            Option<NaiveDateTime>,
+        )> = sqlx::query_as(
+            "SELECT id, key_hash, created, expires_at, revoked_at FROM keys
+             WHERE identifier = $1 ORDER BY id",
+        )
+        .bind(identifier)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, key_hash, created, expires_at, revoked_at)| KeySummary {
+                    id,
+                    key_hash_prefix: hash_prefix(&key_hash),
+                    identifier,
+                    created: created.and_utc(),
+                    expires_at: expires_at.and_utc(),
+                    revoked_at: revoked_at.map(|t| t.and_utc()),
+                },
+            )
+            .collect())
     }
 
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let now = naive(now);
-        let tokens = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1")
-            .bind(now)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        // A key goes once it has expired and no live refresh token refers to it.
+        let tokens = sqlx::query(
+            "DELETE FROM refresh_tokens WHERE expires_at < $1 OR revoked_at IS NOT NULL",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        // A key goes once it has expired and no refresh token refers to it. Revoked keys stay
+        // until they expire, so registering them again cannot bring them back.
         let keys = sqlx::query(
             "DELETE FROM keys WHERE expires_at < $1
              AND NOT EXISTS (SELECT 1 FROM refresh_tokens WHERE refresh_tokens.key_id = keys.id)",

@@ -5,12 +5,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::Sqlite;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use uuid::Uuid;
 
-use super::{KeyRecord, RefreshTokenRecord, Store, StoreError};
+use super::{
+    KeyRecord, KeySelector, KeySummary, NewRefreshToken, RefreshTokenRecord, Registration, Revoked,
+    Store, StoreError, hash_prefix,
+};
 
 fn from_unix(seconds: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(seconds, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
@@ -48,6 +52,53 @@ impl SqliteStore {
     }
 }
 
+type TokenRow = (
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<Uuid>,
+    bool,
+    Uuid,
+    bool,
+);
+
+/// Revokes the keys whose `column` equals `value`, and their refresh tokens, in one transaction.
+async fn revoke_keys_where<T>(
+    pool: &SqlitePool,
+    column: &str,
+    value: T,
+    now: i64,
+) -> Result<Revoked, StoreError>
+where
+    T: for<'q> sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite> + Send + Clone + 'static,
+{
+    let mut tx = pool.begin().await?;
+    let refresh_tokens = sqlx::query(&format!(
+        "UPDATE refresh_tokens SET revoked_at = ?1 WHERE revoked_at IS NULL
+         AND key_id IN (SELECT id FROM keys WHERE {column} = ?2)"
+    ))
+    .bind(now)
+    .bind(value.clone())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let keys = sqlx::query(&format!(
+        "UPDATE keys SET revoked_at = ?1 WHERE revoked_at IS NULL AND {column} = ?2"
+    ))
+    .bind(now)
+    .bind(value)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(Revoked {
+        keys,
+        refresh_tokens,
+    })
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn register_key(
@@ -55,18 +106,24 @@ impl Store for SqliteStore {
         key_hash: &str,
         identifier: Uuid,
         expires_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
+    ) -> Result<Registration, StoreError> {
+        let rows = sqlx::query(
             "INSERT INTO keys (key_hash, identifier, created, expires_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (key_hash) DO UPDATE SET expires_at = excluded.expires_at",
+             ON CONFLICT (key_hash) DO UPDATE SET expires_at = excluded.expires_at
+             WHERE keys.revoked_at IS NULL",
         )
         .bind(key_hash)
         .bind(identifier)
         .bind(Utc::now().timestamp())
         .bind(expires_at.timestamp())
         .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await?
+        .rows_affected();
+        Ok(if rows == 0 {
+            Registration::Revoked
+        } else {
+            Registration::Registered
+        })
     }
 
     async fn key_exists(&self, key_hash: &str) -> Result<bool, StoreError> {
@@ -79,31 +136,32 @@ impl Store for SqliteStore {
     }
 
     async fn find_key(&self, key_hash: &str) -> Result<Option<KeyRecord>, StoreError> {
-        let row: Option<(i64, Uuid, i64)> =
-            sqlx::query_as("SELECT id, identifier, expires_at FROM keys WHERE key_hash = ?1")
-                .bind(key_hash)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|(id, identifier, expires_at)| KeyRecord {
-            id,
-            identifier,
-            expires_at: from_unix(expires_at),
-        }))
+        let row: Option<(i64, Uuid, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT id, identifier, expires_at, revoked_at FROM keys WHERE key_hash = ?1",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(
+            row.map(|(id, identifier, expires_at, revoked_at)| KeyRecord {
+                id,
+                identifier,
+                expires_at: from_unix(expires_at),
+                revoked_at: revoked_at.map(from_unix),
+            }),
+        )
     }
 
-    async fn insert_refresh_token(
-        &self,
-        token_hash: &str,
-        key_id: i64,
-        expires_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    async fn insert_refresh_token(&self, token: NewRefreshToken<'_>) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, key_id, created, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO refresh_tokens (token_hash, key_id, created, expires_at, family_id)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
         )
-        .bind(token_hash)
-        .bind(key_id)
+        .bind(token.token_hash)
+        .bind(token.key_id)
         .bind(Utc::now().timestamp())
-        .bind(expires_at.timestamp())
+        .bind(token.expires_at.timestamp())
+        .bind(token.family_id)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -113,26 +171,171 @@ impl Store for SqliteStore {
         &self,
         token_hash: &str,
     ) -> Result<Option<RefreshTokenRecord>, StoreError> {
-        let row: Option<(i64, i64, i64)> = sqlx::query_as(
-            "SELECT id, key_id, expires_at FROM refresh_tokens WHERE token_hash = ?1",
+        let row: Option<TokenRow> = sqlx::query_as(
+            "SELECT r.id, r.key_id, r.expires_at, r.revoked_at, r.retired_at, r.family_id,
+                    EXISTS (SELECT 1 FROM refresh_tokens f WHERE f.family_id = r.family_id
+                            AND f.id > r.id AND (f.retired_at IS NOT NULL OR f.revoked_at IS NOT NULL)),
+                    k.identifier, k.revoked_at IS NOT NULL
+             FROM refresh_tokens r
+             JOIN keys k ON k.id = r.key_id
+             WHERE r.token_hash = ?1",
         )
         .bind(token_hash)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(id, key_id, expires_at)| RefreshTokenRecord {
-            id,
-            key_id,
-            expires_at: from_unix(expires_at),
-        }))
+        Ok(row.map(
+            |(
+                id,
+                key_id,
+                expires_at,
+                revoked_at,
+                retired_at,
+                family_id,
+                successor_used,
+                identifier,
+                key_revoked,
+            )| {
+                RefreshTokenRecord {
+                    id,
+                    key_id,
+                    expires_at: from_unix(expires_at),
+                    revoked_at: revoked_at.map(from_unix),
+                    retired_at: retired_at.map(from_unix),
+                    family_id,
+                    successor_used,
+                    identifier,
+                    key_revoked,
+                }
+            },
+        ))
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        old_id: i64,
+        successor: NewRefreshToken<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = now.timestamp();
+        // The first statement writes, so the transaction takes SQLite's write lock at once and a
+        // concurrent rotation waits (busy_timeout) and then finds the token retired.
+        let mut tx = self.pool.begin().await?;
+        let retired = sqlx::query(
+            "UPDATE refresh_tokens SET retired_at = ?1
+             WHERE id = ?2 AND retired_at IS NULL AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(old_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if retired == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let successor_id: i64 = sqlx::query_scalar(
+            "INSERT INTO refresh_tokens (token_hash, key_id, created, expires_at, family_id)
+             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+        )
+        .bind(successor.token_hash)
+        .bind(successor.key_id)
+        .bind(now)
+        .bind(successor.expires_at.timestamp())
+        .bind(successor.family_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE refresh_tokens SET replaced_by = ?1, family_id = ?2 WHERE id = ?3")
+            .bind(successor_id)
+            .bind(successor.family_id)
+            .bind(old_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn revoke_refresh_family(
+        &self,
+        token_id: i64,
+        family_id: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = ?1
+             WHERE revoked_at IS NULL AND (id = ?2 OR family_id = ?3)",
+        )
+        .bind(now.timestamp())
+        .bind(token_id)
+        .bind(family_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn revoke_refresh_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = ?1 WHERE token_hash = ?2 AND revoked_at IS NULL",
+        )
+        .bind(now.timestamp())
+        .bind(token_hash)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn revoke_keys(
+        &self,
+        selector: KeySelector<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Revoked, StoreError> {
+        let now = now.timestamp();
+        match selector {
+            KeySelector::Hash(hash) => {
+                revoke_keys_where(&self.pool, "key_hash", hash.to_owned(), now).await
+            }
+            KeySelector::Id(id) => revoke_keys_where(&self.pool, "id", id, now).await,
+            KeySelector::Identifier(identifier) => {
+                revoke_keys_where(&self.pool, "identifier", identifier, now).await
+            }
+        }
+    }
+
+    async fn list_keys(&self, identifier: Uuid) -> Result<Vec<KeySummary>, StoreError> {
+        let rows: Vec<(i64, String, i64, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT id, key_hash, created, expires_at, revoked_at FROM keys
+             WHERE identifier = ?1 ORDER BY id",
+        )
+        .bind(identifier)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, key_hash, created, expires_at, revoked_at)| KeySummary {
+                    id,
+                    key_hash_prefix: hash_prefix(&key_hash),
+                    identifier,
+                    created: from_unix(created),
+                    expires_at: from_unix(expires_at),
+                    revoked_at: revoked_at.map(from_unix),
+                },
+            )
+            .collect())
     }
 
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let now = now.timestamp();
-        let tokens = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < ?1")
-            .bind(now)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        let tokens = sqlx::query(
+            "DELETE FROM refresh_tokens WHERE expires_at < ?1 OR revoked_at IS NOT NULL",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
         let keys = sqlx::query(
             "DELETE FROM keys WHERE expires_at < ?1
              AND NOT EXISTS (SELECT 1 FROM refresh_tokens WHERE refresh_tokens.key_id = keys.id)",

@@ -4,6 +4,7 @@
 mod support;
 mod hostile_tokens;
 mod keys;
+mod security;
 
 use serde_json::{Value, json};
 use support::{Backend, TestApp};

@@ -90,7 +90,7 @@ async fn middleware_authenticates_then_refreshes_against_the_real_server() {
     );
     let logs = server.logs();
     assert!(
-        logs.contains("authenticated") && logs.contains("refreshed"),
+        logs.contains("operation=\"authenticate\"") && logs.contains("operation=\"refresh\""),
         "{logs}"
     );
 }

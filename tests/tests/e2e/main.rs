@@ -99,7 +99,7 @@ async fn logs_of_a_full_run_at_trace_level_contain_no_secret() {
 
     let logs = server.logs();
     assert!(
-        logs.contains("authenticated"),
+        logs.contains("tokens issued"),
         "the run was logged:\n{logs}"
     );
     assert!(
