@@ -1,18 +1,52 @@
-//! [`AdminClient`]: the server's internal API (`register_key`, `is_key_registered`).
+//! [`AdminClient`]: the server's internal API (key registration, revocation, listing).
 
 use std::fmt;
 
-use jwthenticator_core::{BoolResponse, KeyRequest, RegisterKeyRequest};
+use jwthenticator_core::{
+    BoolResponse, IdentifierRequest, KeyInfo, KeyListResponse, KeyRequest, RegisterKeyRequest,
+    RevocationResponse, RevokeKeyRequest, RevokeRefreshTokenRequest,
+};
+use reqwest::header::{AUTHORIZATION, HeaderValue};
 use reqwest::{StatusCode, Url};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::ConfigError;
 use crate::error::message_suffix;
-use crate::server::{base_url, error_message, post_json, redacted, route_url};
+use crate::server::{base_url, error_message, redacted, route_url};
 
 const REGISTER_KEY: &str = "/register_key";
 const IS_KEY_REGISTERED: &str = "/is_key_registered";
+const REVOKE_KEY: &str = "/revoke_key";
+const REVOKE_REFRESH_TOKEN: &str = "/revoke_refresh_token";
+const REVOKE_IDENTIFIER: &str = "/revoke_identifier";
+const KEYS: &str = "/keys";
+
+/// The URL of every internal route, joined once onto the server's base URL.
+#[derive(Clone)]
+struct Routes {
+    register_key: Url,
+    is_key_registered: Url,
+    revoke_key: Url,
+    revoke_refresh_token: Url,
+    revoke_identifier: Url,
+    keys: Url,
+}
+
+impl Routes {
+    fn new(base: &Url) -> Result<Self, ConfigError> {
+        let route = |name: &str| route_url(base, name.trim_start_matches('/'));
+        Ok(Self {
+            register_key: route(REGISTER_KEY)?,
+            is_key_registered: route(IS_KEY_REGISTERED)?,
+            revoke_key: route(REVOKE_KEY)?,
+            revoke_refresh_token: route(REVOKE_REFRESH_TOKEN)?,
+            revoke_identifier: route(REVOKE_IDENTIFIER)?,
+            keys: route(KEYS)?,
+        })
+    }
+}
 
 /// A client for the JWThenticator server's internal API, the successor of the Python original's
 /// `InternalClient`. Deployments usually expose that API only inside their network.
@@ -36,8 +70,8 @@ const IS_KEY_REGISTERED: &str = "/is_key_registered";
 pub struct AdminClient {
     http: reqwest::Client,
     server_url: Url,
-    register_key_url: Url,
-    is_key_registered_url: Url,
+    routes: Routes,
+    admin_token: Option<HeaderValue>,
 }
 
 impl AdminClient {
@@ -67,11 +101,25 @@ impl AdminClient {
     ) -> Result<Self, ConfigError> {
         let server_url = base_url(server_url.as_ref())?;
         Ok(Self {
-            register_key_url: route_url(&server_url, "register_key")?,
-            is_key_registered_url: route_url(&server_url, "is_key_registered")?,
+            routes: Routes::new(&server_url)?,
             server_url,
             http,
+            admin_token: None,
         })
+    }
+
+    /// Sends `Authorization: Bearer <token>` (marked sensitive) with every call, for a server
+    /// configured with `ADMIN_TOKEN`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidAdminToken`] if the token cannot be a header value.
+    pub fn with_admin_token(mut self, token: &str) -> Result<Self, ConfigError> {
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| ConfigError::InvalidAdminToken)?;
+        value.set_sensitive(true);
+        self.admin_token = Some(value);
+        Ok(self)
     }
 
     /// Registers `key` for `identifier`, or extends its expiry if it is already registered.
@@ -87,9 +135,9 @@ impl AdminClient {
             identifier,
         };
         let answer = self
-            .call(
+            .post::<_, BoolResponse>(
                 REGISTER_KEY,
-                &self.register_key_url,
+                &self.routes.register_key,
                 &request,
                 StatusCode::CREATED,
             )
@@ -115,9 +163,9 @@ impl AdminClient {
             key: key.to_owned(),
         };
         let answer = self
-            .call(
+            .post::<_, BoolResponse>(
                 IS_KEY_REGISTERED,
-                &self.is_key_registered_url,
+                &self.routes.is_key_registered,
                 &request,
                 StatusCode::OK,
             )
@@ -125,16 +173,116 @@ impl AdminClient {
         Ok(answer.result)
     }
 
-    async fn call<T: Serialize>(
+    /// Revokes `key` and all its refresh tokens: the server refuses them at once.
+    ///
+    /// # Errors
+    ///
+    /// As for [`AdminClient::register_key`], with 200 as the success status.
+    pub async fn revoke_key(&self, key: &str) -> Result<RevocationResponse, AdminError> {
+        let request = RevokeKeyRequest {
+            key: Some(key.to_owned()),
+            key_id: None,
+        };
+        self.post(
+            REVOKE_KEY,
+            &self.routes.revoke_key,
+            &request,
+            StatusCode::OK,
+        )
+        .await
+    }
+
+    /// Revokes the key with this id (as [`AdminClient::list_keys`] shows it) and its refresh
+    /// tokens.
+    ///
+    /// # Errors
+    ///
+    /// As for [`AdminClient::revoke_key`].
+    pub async fn revoke_key_id(&self, key_id: i64) -> Result<RevocationResponse, AdminError> {
+        let request = RevokeKeyRequest {
+            key: None,
+            key_id: Some(key_id),
+        };
+        self.post(
+            REVOKE_KEY,
+            &self.routes.revoke_key,
+            &request,
+            StatusCode::OK,
+        )
+        .await
+    }
+
+    /// Revokes one refresh token.
+    ///
+    /// # Errors
+    ///
+    /// As for [`AdminClient::revoke_key`].
+    pub async fn revoke_refresh_token(
+        &self,
+        refresh_token: &str,
+    ) -> Result<RevocationResponse, AdminError> {
+        let request = RevokeRefreshTokenRequest {
+            refresh_token: refresh_token.to_owned(),
+        };
+        let url = &self.routes.revoke_refresh_token;
+        self.post(REVOKE_REFRESH_TOKEN, url, &request, StatusCode::OK)
+            .await
+    }
+
+    /// Revokes every key of `identifier` and all their refresh tokens.
+    ///
+    /// # Errors
+    ///
+    /// As for [`AdminClient::revoke_key`].
+    pub async fn revoke_identifier(
+        &self,
+        identifier: Uuid,
+    ) -> Result<RevocationResponse, AdminError> {
+        let request = IdentifierRequest { identifier };
+        let url = &self.routes.revoke_identifier;
+        self.post(REVOKE_IDENTIFIER, url, &request, StatusCode::OK)
+            .await
+    }
+
+    /// The keys registered for `identifier`, oldest first: ids, hash prefixes and dates, never
+    /// the keys.
+    ///
+    /// # Errors
+    ///
+    /// As for [`AdminClient::revoke_key`].
+    pub async fn list_keys(&self, identifier: Uuid) -> Result<Vec<KeyInfo>, AdminError> {
+        let mut url = self.routes.keys.clone();
+        url.query_pairs_mut()
+            .append_pair("identifier", &identifier.to_string());
+        let answer: KeyListResponse = self.send(KEYS, self.http.get(url), StatusCode::OK).await?;
+        Ok(answer.keys)
+    }
+
+    async fn post<T: Serialize, R: DeserializeOwned>(
         &self,
         route: &'static str,
         url: &Url,
         body: &T,
         expected: StatusCode,
-    ) -> Result<BoolResponse, AdminError> {
-        let (status, body) = post_json(&self.http, url, body)
+    ) -> Result<R, AdminError> {
+        self.send(route, self.http.post(url.clone()).json(body), expected)
             .await
-            .map_err(|source| AdminError::Transport { route, source })?;
+    }
+
+    async fn send<R: DeserializeOwned>(
+        &self,
+        route: &'static str,
+        request: reqwest::RequestBuilder,
+        expected: StatusCode,
+    ) -> Result<R, AdminError> {
+        let request = match &self.admin_token {
+            Some(token) => request.header(AUTHORIZATION, token.clone()),
+            None => request,
+        };
+        let transport = |source| AdminError::Transport { route, source };
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(transport)?;
         if status != expected {
             return Err(AdminError::Status {
                 route,
@@ -151,6 +299,10 @@ impl fmt::Debug for AdminClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdminClient")
             .field("server_url", &redacted(&self.server_url))
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| crate::REDACTED),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -186,9 +338,8 @@ pub enum AdminError {
         #[source]
         source: reqwest::Error,
     },
-    /// The server answered its success status with something other than
-    /// `{"result": bool, "message": ...}`.
-    #[error("the JWThenticator server's answer to {route} is not a result")]
+    /// The server answered its success status with a body that is not the route's answer.
+    #[error("the JWThenticator server's answer to {route} could not be read")]
     InvalidResponse {
         /// The route that was called.
         route: &'static str,

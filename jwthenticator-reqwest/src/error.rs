@@ -28,6 +28,9 @@ pub enum ConfigError {
     /// An entry of the host allow-list is not a `host` or `host:port`.
     #[error("`{0}` is not a host or host:port for the allow-list")]
     InvalidAllowedHost(String),
+    /// The admin token cannot be sent in an HTTP header (it has control characters).
+    #[error("the admin token cannot be sent in an HTTP header")]
+    InvalidAdminToken,
     /// The HTTP client for calls to the server could not be built (for example, no TLS
     /// backend could be initialised).
     #[error("the HTTP client for the JWThenticator server could not be built")]

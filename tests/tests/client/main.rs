@@ -10,6 +10,14 @@ use reqwest_middleware::ClientBuilder;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_jwthenticator-server-e2e");
 
+fn is_key_rejected(err: &reqwest_middleware::Error) -> bool {
+    matches!(
+        err,
+        reqwest_middleware::Error::Middleware(err)
+            if matches!(err.downcast_ref::<AuthError>(), Some(AuthError::KeyRejected))
+    )
+}
+
 #[tokio::test]
 async fn admin_client_registers_and_checks_keys() {
     let server = TestServer::builder(BINARY).start().await;
@@ -118,4 +126,82 @@ async fn an_unregistered_key_is_a_typed_error() {
         matches!(auth_error, AuthError::KeyRejected),
         "{auth_error:?}"
     );
+}
+
+#[tokio::test]
+async fn admin_client_revokes_and_lists_keys_with_the_admin_token() {
+    let server = TestServer::builder(BINARY)
+        .env("ADMIN_TOKEN", "adm1n-t0ken")
+        .start()
+        .await;
+    let identifier = uuid::Uuid::new_v4();
+    let anonymous = AdminClient::new(server.base_url()).expect("admin client");
+    let err = anonymous
+        .register_key("device-key", identifier)
+        .await
+        .expect_err("the admin token is required");
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(401));
+
+    let admin = AdminClient::new(server.base_url())
+        .and_then(|a| a.with_admin_token("adm1n-t0ken"))
+        .expect("admin client");
+    admin
+        .register_key("device-key", identifier)
+        .await
+        .expect("register");
+    admin
+        .register_key("spare-key", identifier)
+        .await
+        .expect("register");
+    let keys = admin.list_keys(identifier).await.expect("list");
+    assert_eq!(keys.len(), 2);
+    assert!(
+        keys.iter()
+            .all(|k| k.key_hash_prefix.len() == 16 && k.revoked_at.is_none())
+    );
+
+    let device = || {
+        let auth = JwtAuthMiddleware::new(server.base_url(), identifier)
+            .with_key("device-key")
+            .build()
+            .expect("middleware");
+        ClientBuilder::new(reqwest::Client::new())
+            .with(auth)
+            .build()
+    };
+    let status = device()
+        .get(server.url("/validate_request"))
+        .send()
+        .await
+        .expect("request")
+        .status();
+    assert_eq!(status.as_u16(), 200);
+
+    let revoked = admin.revoke_key("device-key").await.expect("revoke");
+    assert_eq!(
+        (revoked.keys_revoked, revoked.refresh_tokens_revoked),
+        (1, 1)
+    );
+    let err = device()
+        .get(server.url("/validate_request"))
+        .send()
+        .await
+        .expect_err("a revoked key no longer authenticates");
+    assert!(is_key_rejected(&err), "{err:?}");
+
+    let spare = keys
+        .iter()
+        .find(|k| k.revoked_at.is_none())
+        .map(|k| k.id)
+        .expect("id");
+    let revoked = admin
+        .revoke_identifier(identifier)
+        .await
+        .expect("revoke identifier");
+    assert_eq!(
+        revoked.keys_revoked, 1,
+        "only the spare key was still live (id {spare})"
+    );
+    let keys = admin.list_keys(identifier).await.expect("list");
+    assert!(keys.iter().all(|k| k.revoked_at.is_some()));
 }
