@@ -57,6 +57,7 @@ pub struct TestServer {
 pub struct TestServerBuilder {
     binary: PathBuf,
     env: Vec<(String, String)>,
+    health_path: String,
 }
 
 /// A free TCP port on 127.0.0.1.
@@ -73,6 +74,7 @@ impl TestServer {
         TestServerBuilder {
             binary: binary.into(),
             env: Vec::new(),
+            health_path: "/health".to_owned(),
         }
     }
 
@@ -119,8 +121,15 @@ impl TestServerBuilder {
         self
     }
 
+    /// The path polled until the server answers (`/health`; e.g. `/auth/health` with a
+    /// `URL_PREFIX`).
+    pub fn health_path(mut self, path: &str) -> Self {
+        path.clone_into(&mut self.health_path);
+        self
+    }
+
     /// Starts the server on a free loopback port, with its data in a temporary directory, and
-    /// waits until `/health` answers.
+    /// waits until its health path answers.
     pub async fn start(self) -> TestServer {
         let dir = tempfile::tempdir().expect("temporary directory");
         let port = free_port();
@@ -152,7 +161,7 @@ impl TestServerBuilder {
             if let Ok(Some(status)) = server.child.try_wait() {
                 panic!("the server exited with {status}:\n{}", server.logs());
             }
-            if let Ok(response) = client.get(server.url("/health")).send().await
+            if let Ok(response) = client.get(server.url(&self.health_path)).send().await
                 && response.status().is_success()
             {
                 return server;
@@ -160,7 +169,8 @@ impl TestServerBuilder {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!(
-            "the server did not answer /health within 30 s:\n{}",
+            "the server did not answer {} within 30 s:\n{}",
+            self.health_path,
             server.logs()
         );
     }

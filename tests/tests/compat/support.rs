@@ -1,0 +1,224 @@
+//! Fresh PostgreSQL databases, the Python original's server, and a catalog snapshot of our tables.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use jwthenticator_tests::free_port;
+use sqlx::{Connection, PgConnection};
+use tokio::process::{Child, Command};
+
+use crate::python;
+
+/// The PostgreSQL server of the tests; `TEST_POSTGRES_URL` overrides it.
+fn admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database of its own on the test PostgreSQL server, dropped (with its connections) on drop.
+#[derive(Debug)]
+pub(crate) struct PgDatabase {
+    name: String,
+    /// `user[:pass]@host:port` of the server, without scheme or database.
+    authority: String,
+}
+
+impl PgDatabase {
+    /// A database name no other test uses; `create` makes it, `named` only names it.
+    pub(crate) fn named(prefix: &str) -> Self {
+        let admin = admin_url();
+        let (_, rest) = admin
+            .split_once("://")
+            .expect("TEST_POSTGRES_URL has a scheme");
+        let authority = rest.split('/').next().unwrap_or(rest).to_owned();
+        Self {
+            name: format!("{prefix}_{}", uuid::Uuid::new_v4().simple()),
+            authority,
+        }
+    }
+
+    /// Creates an empty database.
+    pub(crate) async fn create(prefix: &str) -> Self {
+        let database = Self::named(prefix);
+        let mut admin = PgConnection::connect(&admin_url())
+            .await
+            .expect("PostgreSQL must run at TEST_POSTGRES_URL or 127.0.0.1:5432");
+        sqlx::query(&format!("CREATE DATABASE {}", database.name))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        database
+    }
+
+    /// The database's URL with the given scheme, e.g. `postgresql+asyncpg`.
+    pub(crate) fn url(&self, scheme: &str) -> String {
+        format!("{scheme}://{}/{}", self.authority, self.name)
+    }
+
+    pub(crate) async fn connect(&self) -> PgConnection {
+        PgConnection::connect(&self.url("postgres"))
+            .await
+            .expect("connect to the test database")
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let name = std::mem::take(&mut self.name);
+        // Drop runs outside async; a short-lived thread with its own runtime cleans up.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                if let Ok(mut admin) = PgConnection::connect(&admin_url()).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Environment variables the original reads that must not leak in from the caller.
+const ORIGINAL_VARIABLES: &[&str] = &[
+    "PORT",
+    "URL_PREFIX",
+    "DISABLE_EXTERNAL_API",
+    "DISABLE_INTERNAL_API",
+    "JWT_ALGORITHM",
+    "JWT_ALGORITHM_FAMILY",
+    "JWT_LEASE_TIME",
+    "JWT_AUDIENCE",
+    "KEY_EXPIRY",
+    "REFRESH_TOKEN_EXPIRY",
+    "RSA_PUBLIC_KEY",
+    "RSA_PRIVATE_KEY",
+    "RSA_PUBLIC_KEY_PATH",
+    "RSA_PRIVATE_KEY_PATH",
+    "RSA_KEY_SIZE",
+    "DB_CONNECTOR",
+    "ASYNC_DB_CONNECTOR",
+    "DB_USER",
+    "DB_PASS",
+    "DB_HOST",
+    "DB_NAME",
+    "DB_URI",
+    "ASYNC_URI",
+];
+
+/// The Python original's server (its own aiohttp app) on a loopback port, killed on drop.
+#[derive(Debug)]
+pub(crate) struct OriginalServer {
+    base_url: String,
+    child: Child,
+    log_path: PathBuf,
+}
+
+impl OriginalServer {
+    /// Starts the original on `database`, with extra environment `env`, and waits for `/health`.
+    pub(crate) async fn start(database: &PgDatabase, log_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let python = python::interpreter().await;
+        let port = free_port();
+        let log_path = log_dir.join(format!("original-{port}.log"));
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut command = Command::new(python);
+        for name in ORIGINAL_VARIABLES {
+            command.env_remove(name);
+        }
+        command
+            .arg(python::script("original_server.py"))
+            .arg(port.to_string())
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            // The original's defaults, as its deployments configure them.
+            .env("DB_URI", database.url("postgresql+pg8000"))
+            .env("ASYNC_URI", database.url("postgresql+asyncpg"))
+            .envs(env.iter().copied())
+            .current_dir(log_dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .kill_on_drop(true);
+        let child = command.spawn().expect("start the original's server");
+        let mut server = Self {
+            base_url: format!("http://127.0.0.1:{port}"),
+            child,
+            log_path,
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..600 {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("the original exited with {status}:\n{}", server.logs());
+            }
+            if let Ok(response) = client.get(server.url("/health")).send().await
+                && response.status().is_success()
+            {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "the original did not answer /health within 60 s:\n{}",
+            server.logs()
+        );
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub(crate) fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Stops the original (SIGTERM, then SIGKILL) and waits until it has exited.
+    pub(crate) async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status()
+                .await;
+        }
+        if tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// Columns, indexes, constraints and sequences of `keys` and `refresh_tokens`, one line each,
+/// sorted: two databases with equal snapshots have the same schema (column order aside).
+pub(crate) async fn schema_snapshot(db: &mut PgConnection) -> Vec<String> {
+    let queries = [
+        "SELECT format('column %s.%s %s(%s) nullable=%s default=%s', table_name, column_name,
+                data_type, coalesce(character_maximum_length, 0), is_nullable,
+                coalesce(column_default, ''))
+         FROM information_schema.columns
+         WHERE table_schema = current_schema() AND table_name IN ('keys', 'refresh_tokens')",
+        "SELECT format('index %s %s', indexname, indexdef) FROM pg_indexes
+         WHERE schemaname = current_schema() AND tablename IN ('keys', 'refresh_tokens')",
+        "SELECT format('constraint %s %s %s', conrelid::regclass, conname,
+                pg_get_constraintdef(oid))
+         FROM pg_constraint
+         WHERE conrelid IN ('keys'::regclass, 'refresh_tokens'::regclass)",
+        "SELECT format('sequence %s %s %s', sequencename, data_type, max_value)
+         FROM pg_sequences WHERE schemaname = current_schema()",
+    ];
+    let mut lines = Vec::new();
+    for query in queries {
+        let rows: Vec<String> = sqlx::query_scalar(query)
+            .fetch_all(&mut *db)
+            .await
+            .expect("read the catalog");
+        lines.extend(rows);
+    }
+    lines.sort();
+    lines
+}
