@@ -366,13 +366,15 @@ fn decode_segment(segment: &str, name: &str) -> Result<Vec<u8>, VerifyError> {
         .map_err(|_| malformed(format!("the {name} is not canonical base64url")))
 }
 
-/// Parses a JOSE header or a claims set, which must be a JSON object (RFC 7515 section 4,
-/// RFC 7519 section 7.2). Serde's derived structs would also read a JSON array field by field.
+/// Parses a JOSE header or a claims set, which must be a UTF-8 JSON object (RFC 7515 section 4,
+/// RFC 7519 section 7.2). Serde's derived structs would also read a JSON array field by field,
+/// and `from_slice` skips the strings of ignored members without checking their UTF-8.
 fn from_json_object<T: DeserializeOwned>(json: &[u8]) -> serde_json::Result<T> {
-    if json.trim_ascii_start().first() != Some(&b'{') {
+    let json = std::str::from_utf8(json).map_err(|_| serde::de::Error::custom("not UTF-8"))?;
+    if !json.trim_ascii_start().starts_with('{') {
         return Err(serde::de::Error::custom("expected a JSON object"));
     }
-    serde_json::from_slice(json)
+    serde_json::from_str(json)
 }
 
 fn now_unix() -> i64 {

@@ -1134,6 +1134,40 @@ fn non_canonical_base64_with_trailing_bits_is_malformed() {
 }
 
 #[test]
+fn header_or_payload_that_is_not_utf8_is_rejected_even_in_an_ignored_member() {
+    // Found by the `verify_signed` fuzz target: serde_json skipped the unchecked bytes.
+    let verifier = verifier();
+    let mut bad_header = format!(r#"{{"alg":"RS256","kid":"{RSA_KID}","typ":""#).into_bytes();
+    bad_header.extend_from_slice(&[0xe4, 0xe4]);
+    bad_header.extend_from_slice(br#"JWT"}"#);
+    let token = sign_segments(
+        &b64(&bad_header),
+        &b64(claims().to_string()),
+        by_our_rsa_key(),
+    );
+    assert_eq!(rejection(&verifier, &token), VerifyErrorKind::Malformed);
+
+    let mut bad_payload = claims().to_string().into_bytes();
+    bad_payload.pop();
+    bad_payload.extend_from_slice(br#","note":""#);
+    bad_payload.extend_from_slice(&[0xff, 0xfe]);
+    bad_payload.extend_from_slice(br#""}"#);
+    let token = sign_segments(
+        &b64(rsa_header().to_string()),
+        &b64(&bad_payload),
+        by_our_rsa_key(),
+    );
+    assert_eq!(rejection(&verifier, &token), VerifyErrorKind::InvalidClaims);
+    assert_eq!(
+        verifier
+            .verify_as_at::<serde::de::IgnoredAny>(&token, NOW)
+            .expect_err("not UTF-8")
+            .kind(),
+        VerifyErrorKind::InvalidClaims
+    );
+}
+
+#[test]
 fn header_that_is_not_a_json_object_with_alg_is_malformed() {
     let verifier = verifier();
     for header in [

@@ -76,7 +76,9 @@ pub struct Config {
           default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     pub disable_internal_api: bool,
 
-    /// JWT signing algorithm: RS256, RS384, RS512, PS256, PS384 or PS512.
+    /// JWT signing algorithm: RS256, RS384, RS512, PS256, PS384, PS512 (RSA key), ES256 (EC
+    /// P-256 key) or EdDSA (Ed25519 key). The signing key must be of that type; a generated
+    /// one is.
     #[arg(long, env = "JWT_ALGORITHM", default_value = "RS256", value_parser = parse_signing_algorithm)]
     pub jwt_algorithm: Algorithm,
 
@@ -100,7 +102,8 @@ pub struct Config {
     #[arg(long, env = "REFRESH_TOKEN_EXPIRY", default_value_t = 60 * 86_400)]
     pub refresh_token_expiry: u64,
 
-    /// PEM public key (SPKI or PKCS#1). Alone, the server validates but cannot issue tokens.
+    /// PEM public key of the signing key (SPKI; PKCS#1 also for RSA), of any type despite the
+    /// name. Alone, the server validates but cannot issue tokens.
     #[arg(
         long,
         env = "RSA_PUBLIC_KEY",
@@ -109,7 +112,17 @@ pub struct Config {
     )]
     pub rsa_public_key: Option<String>,
 
-    /// PEM private key (PKCS#1 or PKCS#8).
+    /// Neutral name of RSA_PUBLIC_KEY; set one of the two.
+    #[arg(
+        long,
+        env = "JWT_PUBLIC_KEY",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
+    pub jwt_public_key: Option<String>,
+
+    /// PEM private signing key (PKCS#8; PKCS#1 also for RSA, SEC1 also for EC), of any type
+    /// despite the name.
     #[arg(
         long,
         env = "RSA_PRIVATE_KEY",
@@ -118,17 +131,46 @@ pub struct Config {
     )]
     pub rsa_private_key: Option<Secret>,
 
+    /// Neutral name of RSA_PRIVATE_KEY; set one of the two.
+    #[arg(
+        long,
+        env = "JWT_PRIVATE_KEY",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
+    pub jwt_private_key: Option<Secret>,
+
     /// File holding the PEM public key; generated together with the private key file when missing.
-    #[arg(long, env = "RSA_PUBLIC_KEY_PATH")]
+    #[arg(long, env = "RSA_PUBLIC_KEY_PATH", value_parser = key_path)]
     pub rsa_public_key_path: Option<PathBuf>,
 
-    /// File holding the PEM private key; generated when missing.
-    #[arg(long, env = "RSA_PRIVATE_KEY_PATH")]
+    /// Neutral name of RSA_PUBLIC_KEY_PATH; set one of the two.
+    #[arg(long, env = "JWT_PUBLIC_KEY_PATH", value_parser = key_path)]
+    pub jwt_public_key_path: Option<PathBuf>,
+
+    /// File holding the PEM private key; generated (of the type JWT_ALGORITHM needs) when missing.
+    #[arg(long, env = "RSA_PRIVATE_KEY_PATH", value_parser = key_path)]
     pub rsa_private_key_path: Option<PathBuf>,
 
-    /// Size in bits of a generated RSA key: 2048, 3072 or 4096.
+    /// Neutral name of RSA_PRIVATE_KEY_PATH; set one of the two.
+    #[arg(long, env = "JWT_PRIVATE_KEY_PATH", value_parser = key_path)]
+    pub jwt_private_key_path: Option<PathBuf>,
+
+    /// Size in bits of a generated RSA key: 2048, 3072, 4096 or 8192 (unused for ES256 and EdDSA).
     #[arg(long, env = "RSA_KEY_SIZE", default_value_t = 2048)]
     pub rsa_key_size: u32,
+
+    /// Comma-separated PEM public key files (SPKI) published in /jwks and accepted on
+    /// validation besides the signing key: for a rotation, the next key before it signs and the
+    /// previous key until its last token has expired (JWT_LEASE_TIME after the switch).
+    /// RSA keys verify with JWT_ALGORITHM (RS256 when it is not RSA), EC P-256 keys with ES256,
+    /// Ed25519 keys with EdDSA. A key listed twice, or equal to the signing key, is published once.
+    #[arg(long, env = "PUBLISHED_PUBLIC_KEY_PATHS", value_delimiter = ',', value_parser = key_path)]
+    pub published_public_key_paths: Vec<PathBuf>,
+
+    /// Issuer written to the `iss` claim of every token and, when set, required on validation.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
 
     /// Database URL: `sqlite://path/to/file.db` or `postgres://user:pass@host/db`.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -175,20 +217,22 @@ pub struct Config {
     pub security: crate::security::SecurityConfig,
 }
 
+/// A key file path; unlike clap's path parser it takes an empty value, which means unset (as
+/// `RSA_PRIVATE_KEY_PATH=` or a trailing comma in a list does).
+fn key_path(value: &str) -> Result<PathBuf, std::convert::Infallible> {
+    Ok(PathBuf::from(value))
+}
+
 fn parse_signing_algorithm(name: &str) -> Result<Algorithm, String> {
-    match name.parse::<Algorithm>() {
-        Ok(
-            alg @ (Algorithm::RS256
-            | Algorithm::RS384
-            | Algorithm::RS512
-            | Algorithm::PS256
-            | Algorithm::PS384
-            | Algorithm::PS512),
-        ) => Ok(alg),
-        _ => Err(format!(
-            "`{name}` is not a supported signing algorithm (RS256, RS384, RS512, PS256, PS384, PS512)"
-        )),
-    }
+    name.parse::<Algorithm>()
+        .ok()
+        .filter(|alg| crate::keys::KeyType::for_algorithm(*alg).is_some())
+        .ok_or_else(|| {
+            format!(
+                "`{name}` is not a supported signing algorithm (RS256, RS384, RS512, PS256, \
+                 PS384, PS512, ES256, EdDSA)"
+            )
+        })
 }
 
 /// A configuration that cannot work, with the variable to fix.

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use chrono::Utc;
 use jwthenticator_core::{Audience, Claims, Verifier};
@@ -22,8 +23,11 @@ pub struct AppState {
     pub(crate) refresh_token_expiry: u64,
     pub(crate) jwt_lease_time: u64,
     pub(crate) audience: Option<Audience>,
+    pub(crate) issuer: Option<String>,
     pub(crate) security: SecurityConfig,
     pub(crate) limiter: FailureLimiter,
+    /// When the signing key was made (its file's modification time) or else loaded.
+    pub(crate) signing_key_created: SystemTime,
 }
 
 impl fmt::Debug for AppState {
@@ -48,8 +52,10 @@ impl AppState {
             jwt_lease_time: config.jwt_lease_time,
             audience: (!config.jwt_audience.is_empty())
                 .then(|| Audience(config.jwt_audience.clone())),
+            issuer: crate::keys::issuer(config).map(str::to_owned),
             security: config.security.clone(),
             limiter: FailureLimiter::new(&config.security),
+            signing_key_created: SystemTime::now(),
         }
     }
 
@@ -80,7 +86,7 @@ impl AppState {
             iat: now,
             exp: now.saturating_add(i64::try_from(self.jwt_lease_time).unwrap_or(i64::MAX)),
             aud: self.audience.clone(),
-            iss: None,
+            iss: self.issuer.clone(),
             nbf: None,
             extra: serde_json::Map::new(),
         };
