@@ -89,6 +89,20 @@ pub(crate) enum HealthResponse {
     Ok(Json<BoolResponse>),
 }
 
+/// Answer of `/health/ready`.
+#[derive(ApiResponse)]
+pub(crate) enum ReadinessResponse {
+    /// The database answers and the keys are loaded: ready for traffic.
+    #[oai(status = 200)]
+    Ready(Json<BoolResponse>),
+    /// Not ready; `message` says why.
+    #[oai(status = 503)]
+    NotReady(Json<BoolResponse>),
+}
+
+/// How long readiness waits for the database.
+const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Answer of `/jwks`.
 #[derive(ApiResponse)]
 pub(crate) enum JwksResponse {
@@ -224,6 +238,30 @@ impl GeneralApi {
         HealthResponse::Ok(Json(BoolResponse::TRUE))
     }
 
+    /// Readiness: the database answers (within 2 s) and the keys are loaded. 503 with the reason
+    /// otherwise. `/health` stays the liveness check.
+    #[oai(path = "/health/ready", method = "get", operation_id = "ready")]
+    async fn ready(&self, state: Data<&Arc<AppState>>) -> ReadinessResponse {
+        let not_ready = |message: &str| {
+            tracing::warn!(reason = message, "not ready");
+            ReadinessResponse::NotReady(Json(BoolResponse {
+                result: false,
+                message: Some(message.to_owned()),
+            }))
+        };
+        if state.keys.jwks().keys.is_empty() {
+            return not_ready("no verification key is loaded");
+        }
+        match tokio::time::timeout(READINESS_TIMEOUT, state.store.ping()).await {
+            Ok(Ok(())) => ReadinessResponse::Ready(Json(BoolResponse::TRUE)),
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "readiness: database check failed");
+                not_ready("the database is unavailable")
+            }
+            Err(_) => not_ready("the database did not answer within 2 s"),
+        }
+    }
+
     /// The public keys (JWKS, RFC 7517) that verify the server's tokens.
     #[oai(path = "/jwks", method = "get", operation_id = "jwks")]
     async fn jwks(&self, state: Data<&Arc<AppState>>) -> JwksResponse {
@@ -244,6 +282,9 @@ fn seconds(value: u64) -> Duration {
 }
 
 fn revocation(revoked: Revoked) -> RevokeResponse {
+    metrics::counter!("jwthenticator_revocations_total", "kind" => "key").increment(revoked.keys);
+    metrics::counter!("jwthenticator_revocations_total", "kind" => "refresh_token")
+        .increment(revoked.refresh_tokens);
     RevokeResponse::Ok(Json(RevocationResponse {
         keys_revoked: revoked.keys,
         refresh_tokens_revoked: revoked.refresh_tokens,
@@ -442,6 +483,7 @@ where
     let address = client_address(request, state.security.client_ip_header.as_deref());
     if let Some(retry_after) = state.limiter.check(identifier, address) {
         tracing::warn!(%identifier, ?address, operation, "too many failed attempts: refused");
+        metrics::counter!("jwthenticator_token_requests_total", "operation" => operation, "outcome" => "rate_limited").increment(1);
         let seconds = retry_after.as_secs().max(1);
         return Ok(TokenEndpointResponse::TooManyRequests(
             Json(ErrorResponse::new(
@@ -454,11 +496,14 @@ where
     match decide.await? {
         Ok(tokens) => {
             tracing::info!(%identifier, operation, "tokens issued");
+            metrics::counter!("jwthenticator_token_requests_total", "operation" => operation, "outcome" => "issued").increment(1);
             Ok(TokenEndpointResponse::Ok(Json(tokens)))
         }
         Err(refusal) => {
             state.limiter.record_failure(identifier, address);
-            tracing::info!(%identifier, ?address, operation, reason = refusal.message, "refused");
+            tracing::info!(%identifier, ?address, operation, reason = refusal.reason, "refused");
+            metrics::counter!("jwthenticator_token_requests_total", "operation" => operation, "outcome" => "refused").increment(1);
+            metrics::counter!("jwthenticator_token_refusals_total", "operation" => operation, "reason" => refusal.reason).increment(1);
             Ok(TokenEndpointResponse::Unauthorized(Json(
                 ErrorResponse::new(refusal.error, refusal.message),
             )))
@@ -466,8 +511,20 @@ where
     }
 }
 
-fn rejected(err: &VerifyError) -> ErrorResponse {
-    tracing::info!(reason = err.kind().as_str(), "token rejected");
+fn count_validation(endpoint: &'static str, outcome: &'static str, reason: &'static str) {
+    metrics::counter!(
+        "jwthenticator_validations_total",
+        "endpoint" => endpoint,
+        "outcome" => outcome,
+        "reason" => reason
+    )
+    .increment(1);
+}
+
+fn rejected(endpoint: &'static str, err: &VerifyError) -> ErrorResponse {
+    let reason = err.kind().as_str();
+    tracing::info!(reason, "token rejected");
+    count_validation(endpoint, "invalid", reason);
     ErrorResponse::new("invalid_token", err.to_string())
 }
 
@@ -521,8 +578,11 @@ impl ExternalApi {
         body: Json<JwtValidateRequest>,
     ) -> ValidateResponse {
         match state.verifier.verify(&body.jwt) {
-            Ok(_) => ValidateResponse::Ok(Json(BoolResponse::TRUE)),
-            Err(err) => ValidateResponse::Unauthorized(Json(rejected(&err))),
+            Ok(_) => {
+                count_validation("validate", "valid", "none");
+                ValidateResponse::Ok(Json(BoolResponse::TRUE))
+            }
+            Err(err) => ValidateResponse::Unauthorized(Json(rejected("validate", &err))),
         }
     }
 
@@ -545,6 +605,7 @@ impl ExternalApi {
     ) -> ValidateRequestResponse {
         let forbidden = |message: String| {
             tracing::info!(reason = %message, "validate_request: no bearer token");
+            count_validation("validate_request", "missing_token", "none");
             ValidateRequestResponse::Forbidden(Json(ErrorResponse::new("missing_token", message)))
         };
         let Some(header) = request.headers().get(poem::http::header::AUTHORIZATION) else {
@@ -555,9 +616,12 @@ impl ExternalApi {
             Err(err) => return forbidden(err.to_string()),
         };
         match state.verifier.verify(token) {
-            Ok(_) => ValidateRequestResponse::Ok(Json(Empty {})),
+            Ok(_) => {
+                count_validation("validate_request", "valid", "none");
+                ValidateRequestResponse::Ok(Json(Empty {}))
+            }
             Err(err) => {
-                let body = rejected(&err);
+                let body = rejected("validate_request", &err);
                 let challenge = format!(
                     "Bearer error=\"invalid_token\", error_description=\"{}\"",
                     body.message.replace(['"', '\\'], "'")

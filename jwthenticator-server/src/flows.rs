@@ -14,43 +14,54 @@ use crate::store::{NewRefreshToken, RefreshTokenRecord, hash_secret};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Refusal {
     pub(crate) error: &'static str,
+    /// A short stable name for logs and metrics.
+    pub(crate) reason: &'static str,
     pub(crate) message: &'static str,
 }
 
 const UNKNOWN_KEY: Refusal = Refusal {
     error: "invalid_key",
+    reason: "unknown_key",
     message: "the key is not registered",
 };
 const EXPIRED_KEY: Refusal = Refusal {
     error: "invalid_key",
+    reason: "expired_key",
     message: "the key has expired",
 };
 const REVOKED_KEY: Refusal = Refusal {
     error: "invalid_key",
+    reason: "revoked_key",
     message: "the key has been revoked",
 };
 const KEY_IDENTIFIER_MISMATCH: Refusal = Refusal {
     error: "invalid_key",
+    reason: "identifier_mismatch",
     message: "the key is registered for another identifier",
 };
 const UNKNOWN_REFRESH_TOKEN: Refusal = Refusal {
     error: "invalid_refresh_token",
+    reason: "unknown_refresh_token",
     message: "the refresh token is not valid",
 };
 const EXPIRED_REFRESH_TOKEN: Refusal = Refusal {
     error: "invalid_refresh_token",
+    reason: "expired_refresh_token",
     message: "the refresh token has expired",
 };
 const REVOKED_REFRESH_TOKEN: Refusal = Refusal {
     error: "invalid_refresh_token",
+    reason: "revoked_refresh_token",
     message: "the refresh token has been revoked",
 };
 const REUSED_REFRESH_TOKEN: Refusal = Refusal {
     error: "invalid_refresh_token",
+    reason: "reused_refresh_token",
     message: "the refresh token was already used; its family has been revoked",
 };
 const TOKEN_IDENTIFIER_MISMATCH: Refusal = Refusal {
     error: "invalid_refresh_token",
+    reason: "identifier_mismatch",
     message: "the refresh token belongs to another identifier",
 };
 
@@ -215,6 +226,7 @@ impl AppState {
             .revoke_refresh_family(token.id, token.family_id, now)
             .await?;
         tracing::warn!(%identifier, revoked, "refresh token reuse detected: its family is revoked");
+        metrics::counter!("jwthenticator_refresh_token_reuse_total").increment(1);
         Ok(Err(REUSED_REFRESH_TOKEN))
     }
 }

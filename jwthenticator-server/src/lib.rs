@@ -18,6 +18,7 @@
 //! # }
 //! ```
 
+pub mod cli;
 pub mod config;
 pub mod keys;
 pub mod store;
@@ -28,6 +29,7 @@ mod flows;
 mod middleware;
 pub mod security;
 mod state;
+mod telemetry;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,7 +46,7 @@ pub use state::AppState;
 
 use api::{ExternalApi, GeneralApi, InternalApi};
 use middleware::{MaxBodySize, observe};
-use security::AdminToken;
+use security::{AdminToken, require_admin};
 
 /// How often expired keys and refresh tokens are deleted.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -77,8 +79,19 @@ impl App {
             .await
             .context("opening the database")?;
         let keys = keys::load(config, key_file.as_deref()).context("loading the signing key")?;
+        telemetry::handle();
+        let mut state = AppState::new(config, store, keys);
+        let key_path = config
+            .rsa_private_key_path
+            .as_deref()
+            .or(key_file.as_deref());
+        if let Some(modified) =
+            key_path.and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        {
+            state.signing_key_created = modified;
+        }
         Ok(Self {
-            state: Arc::new(AppState::new(config, store, keys)),
+            state: Arc::new(state),
             prefix,
             external: !config.disable_external_api,
             internal: !config.disable_internal_api,
@@ -125,12 +138,22 @@ impl App {
             (false, true) => mount(openapi_service((GeneralApi, InternalApi), prefix)),
             (false, false) => mount(openapi_service(GeneralApi, prefix)),
         };
+        let routes = if internal {
+            routes.at("/metrics", require_admin(telemetry::scrape))
+        } else {
+            routes
+        };
         let routes = if prefix.is_empty() {
             routes
         } else {
             Route::new().nest(prefix, routes)
         };
+        let validate_request = format!("{prefix}/validate_request");
         routes
+            .before(move |mut req: poem::Request| {
+                answer_any_method(&mut req, &validate_request);
+                async move { Ok(req) }
+            })
             .data(self.state.clone())
             .data(MaxBodySize(self.max_body_size))
             .data(self.admin_token.clone())
@@ -153,7 +176,10 @@ impl App {
                 ticks.tick().await;
                 match store.purge_expired(chrono::Utc::now()).await {
                     Ok(0) => {}
-                    Ok(rows) => tracing::info!(rows, "purged expired keys and refresh tokens"),
+                    Ok(rows) => {
+                        tracing::info!(rows, "purged expired keys and refresh tokens");
+                        metrics::counter!("jwthenticator_purged_rows_total").increment(rows);
+                    }
                     Err(err) => tracing::warn!(error = %err, "purging expired rows failed"),
                 }
             }
@@ -188,8 +214,27 @@ impl App {
     }
 }
 
+/// Methods the `/validate_request` operation is declared with.
+const VALIDATE_REQUEST_METHODS: &[poem::http::Method] = &[
+    poem::http::Method::GET,
+    poem::http::Method::POST,
+    poem::http::Method::PUT,
+    poem::http::Method::PATCH,
+    poem::http::Method::DELETE,
+    poem::http::Method::HEAD,
+    poem::http::Method::OPTIONS,
+];
+
+/// Gateways may forward any method (`PROPFIND`, `TRACE`, ...) to `/validate_request`; it
+/// answers them all, as a GET, since only the `Authorization` header matters.
+fn answer_any_method(req: &mut poem::Request, validate_request: &str) {
+    if req.uri().path() == validate_request && !VALIDATE_REQUEST_METHODS.contains(req.method()) {
+        req.set_method(poem::http::Method::GET);
+    }
+}
+
 /// The generated signing key of the embedded database lives beside it.
-fn embedded_key_path(database_file: &std::path::Path) -> PathBuf {
+pub(crate) fn embedded_key_path(database_file: &std::path::Path) -> PathBuf {
     let mut name = database_file.as_os_str().to_owned();
     name.push(".signing-key.pem");
     PathBuf::from(name)
@@ -205,16 +250,24 @@ fn openapi_service<T: OpenApi>(apis: T, prefix: &str) -> OpenApiService<T, ()> {
         .server(if prefix.is_empty() { "/" } else { prefix })
 }
 
+/// The API with its OpenAPI document (`/openapi.json`, `/openapi.yaml`) and Swagger UI at
+/// `/docs`, served from the binary (no CDN).
 fn mount<T: OpenApi + 'static>(service: OpenApiService<T, ()>) -> Route {
     Route::new()
         .at("/openapi.json", service.spec_endpoint())
         .at("/openapi.yaml", service.spec_endpoint_yaml())
+        .nest("/docs", service.swagger_ui())
         .nest("/", service)
 }
 
 /// The OpenAPI document of every route (both groups enabled), as committed in `openapi.yaml`.
 pub fn openapi_yaml() -> String {
     openapi_service((GeneralApi, ExternalApi, InternalApi), "").spec_yaml()
+}
+
+/// The same document as JSON, as served at `/openapi.json`.
+pub fn openapi_json() -> String {
+    openapi_service((GeneralApi, ExternalApi, InternalApi), "").spec()
 }
 
 async fn shutdown_signal() {

@@ -1,15 +1,16 @@
-//! `jwthenticator-server`: configuration → database → keys → serve. See `--help`.
+//! `jwthenticator-server`: parse the command line, then serve (the default) or run a subcommand.
+//! See `--help`.
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use jwthenticator_server::cli::{Cli, run};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     jwthenticator_server::init_tracing();
-    let config = jwthenticator_server::Config::parse();
-    match jwthenticator_server::run(config).await {
-        Ok(()) => ExitCode::SUCCESS,
+    match run(Cli::parse()).await {
+        Ok(code) => code,
         Err(err) => {
             tracing::error!("{err:#}");
             ExitCode::FAILURE

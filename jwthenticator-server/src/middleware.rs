@@ -7,6 +7,7 @@ use poem::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use poem::http::{HeaderValue, StatusCode};
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use crate::error::into_json_response;
 
@@ -63,22 +64,62 @@ pub(crate) fn json_body<T: DeserializeOwned, E: Endpoint>(ep: E) -> impl Endpoin
     })
 }
 
-/// Logs one line per request (method, path without query, status, latency) and turns errors
-/// into JSON answers.
+/// The request id header, taken from the request when it carries a sane one, else generated,
+/// and echoed in the response.
+pub(crate) const REQUEST_ID: &str = "x-request-id";
+
+fn request_id(req: &Request) -> String {
+    req.headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+/// Runs every request in a span carrying its request id (so every log line has it), echoes
+/// the id, turns errors into JSON answers, logs one line per request (method, path without
+/// query, status, latency) and records the HTTP metrics.
 pub(crate) async fn observe<E: Endpoint>(ep: E, req: Request) -> poem::Result<Response> {
     let started = Instant::now();
+    let id = request_id(&req);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let response = match ep.call(req).await {
-        Ok(response) => response.into_response(),
-        Err(err) => into_json_response(err),
-    };
-    tracing::info!(
-        %method,
-        %path,
-        status = response.status().as_u16(),
-        latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        "request"
-    );
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut response = async {
+        let response = match ep.call(req).await {
+            Ok(response) => response.into_response(),
+            Err(err) => into_json_response(err),
+        };
+        let elapsed = started.elapsed();
+        tracing::info!(
+            %method,
+            %path,
+            status = response.status().as_u16(),
+            latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            "request"
+        );
+        // Unknown paths share one label, so scanners cannot blow up the metric's cardinality.
+        let route = if response.status() == StatusCode::NOT_FOUND {
+            "unmatched".to_owned()
+        } else {
+            path
+        };
+        let method = method.to_string();
+        metrics::counter!(
+            "http_requests_total",
+            "route" => route.clone(),
+            "method" => method.clone(),
+            "status" => response.status().as_u16().to_string()
+        )
+        .increment(1);
+        metrics::histogram!("http_request_duration_seconds", "route" => route, "method" => method)
+            .record(elapsed.as_secs_f64());
+        response
+    }
+    .instrument(span)
+    .await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
     Ok(response)
 }

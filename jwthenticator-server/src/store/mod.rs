@@ -123,6 +123,17 @@ pub struct KeySummary {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+/// How busy the connection pool is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Open connections.
+    pub size: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+    /// The most connections the pool opens.
+    pub max: u32,
+}
+
 /// Length of the hash prefix shown for a key.
 pub const KEY_HASH_PREFIX_LEN: usize = 16;
 
@@ -220,6 +231,119 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The connection pool's state, for metrics.
+    fn pool_status(&self) -> PoolStatus;
+}
+
+/// A [`Store`] that records how long each operation takes
+/// (`jwthenticator_db_query_duration_seconds{operation}`).
+#[derive(Debug)]
+pub struct Timed(pub Arc<dyn Store>);
+
+async fn timed<T>(operation: &'static str, call: impl std::future::Future<Output = T>) -> T {
+    let started = std::time::Instant::now();
+    let result = call.await;
+    metrics::histogram!("jwthenticator_db_query_duration_seconds", "operation" => operation)
+        .record(started.elapsed().as_secs_f64());
+    result
+}
+
+#[async_trait]
+impl Store for Timed {
+    async fn register_key(
+        &self,
+        key_hash: &str,
+        identifier: Uuid,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Registration, StoreError> {
+        timed(
+            "register_key",
+            self.0.register_key(key_hash, identifier, expires_at),
+        )
+        .await
+    }
+
+    async fn key_exists(&self, key_hash: &str) -> Result<bool, StoreError> {
+        timed("key_exists", self.0.key_exists(key_hash)).await
+    }
+
+    async fn find_key(&self, key_hash: &str) -> Result<Option<KeyRecord>, StoreError> {
+        timed("find_key", self.0.find_key(key_hash)).await
+    }
+
+    async fn insert_refresh_token(&self, token: NewRefreshToken<'_>) -> Result<(), StoreError> {
+        timed("insert_refresh_token", self.0.insert_refresh_token(token)).await
+    }
+
+    async fn find_refresh_token(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<RefreshTokenRecord>, StoreError> {
+        timed("find_refresh_token", self.0.find_refresh_token(token_hash)).await
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        old_id: i64,
+        successor: NewRefreshToken<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        timed(
+            "rotate_refresh_token",
+            self.0.rotate_refresh_token(old_id, successor, now),
+        )
+        .await
+    }
+
+    async fn revoke_refresh_family(
+        &self,
+        token_id: i64,
+        family_id: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        timed(
+            "revoke_refresh_family",
+            self.0.revoke_refresh_family(token_id, family_id, now),
+        )
+        .await
+    }
+
+    async fn revoke_refresh_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        timed(
+            "revoke_refresh_token",
+            self.0.revoke_refresh_token(token_hash, now),
+        )
+        .await
+    }
+
+    async fn revoke_keys(
+        &self,
+        selector: KeySelector<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Revoked, StoreError> {
+        timed("revoke_keys", self.0.revoke_keys(selector, now)).await
+    }
+
+    async fn list_keys(&self, identifier: Uuid) -> Result<Vec<KeySummary>, StoreError> {
+        timed("list_keys", self.0.list_keys(identifier)).await
+    }
+
+    async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        timed("purge_expired", self.0.purge_expired(now)).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        timed("ping", self.0.ping()).await
+    }
+
+    fn pool_status(&self) -> PoolStatus {
+        self.0.pool_status()
+    }
 }
 
 fn hash_prefix(key_hash: &str) -> String {
@@ -232,7 +356,7 @@ pub async fn connect(
     database: &Database,
     max_connections: u32,
 ) -> Result<Arc<dyn Store>, StoreError> {
-    Ok(match database {
+    let store: Arc<dyn Store> = match database {
         Database::Postgres {
             url,
             create_if_missing,
@@ -240,5 +364,6 @@ pub async fn connect(
             PostgresStore::connect(url.expose(), *create_if_missing, max_connections).await?,
         ),
         Database::Sqlite { url, .. } => Arc::new(SqliteStore::connect(url, max_connections).await?),
-    })
+    };
+    Ok(Arc::new(Timed(store)))
 }

@@ -12,8 +12,8 @@ use sqlx::sqlite::{
 use uuid::Uuid;
 
 use super::{
-    KeyRecord, KeySelector, KeySummary, NewRefreshToken, RefreshTokenRecord, Registration, Revoked,
-    Store, StoreError, hash_prefix,
+    KeyRecord, KeySelector, KeySummary, NewRefreshToken, PoolStatus, RefreshTokenRecord,
+    Registration, Revoked, Store, StoreError, hash_prefix,
 };
 
 fn from_unix(seconds: i64) -> DateTime<Utc> {
@@ -350,5 +350,13 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    fn pool_status(&self) -> PoolStatus {
+        PoolStatus {
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }
     }
 }

@@ -4,7 +4,9 @@
 mod support;
 mod hostile_tokens;
 mod keys;
+mod ops;
 mod security;
+mod signing;
 
 use serde_json::{Value, json};
 use support::{Backend, TestApp};
@@ -185,7 +187,9 @@ async fn refresh_rejects_unknown_and_expired_tokens_with_401(backend: Backend) {
 async fn validate_request_answers_every_method(backend: Backend) {
     let app = TestApp::new(backend).await;
     let (jwt, _, _) = app.authenticate().await;
-    for method in ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] {
+    for method in [
+        "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "PROPFIND", "TRACE",
+    ] {
         let method = poem::http::Method::from_bytes(method.as_bytes()).expect("method");
         let response = app
             .client

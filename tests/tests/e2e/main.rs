@@ -187,7 +187,11 @@ async fn help_documents_every_environment_variable() {
         .await
         .expect("run");
     assert!(output.status.success());
-    let help = String::from_utf8_lossy(&output.stdout);
+    // Help text wraps at the terminal width: compare with whitespace folded.
+    let help = String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     for variable in [
         "PORT",
         "URL_PREFIX",

@@ -14,7 +14,13 @@ async fn token_from(server: &TestServer) -> (String, uuid::Uuid) {
     let client = reqwest::Client::new();
     let identifier = uuid::Uuid::new_v4();
     let body = json!({"key": "service-key", "identifier": identifier});
-    let status = client.post(server.url("/register_key")).json(&body).send().await.expect("register").status();
+    let status = client
+        .post(server.url("/register_key"))
+        .json(&body)
+        .send()
+        .await
+        .expect("register")
+        .status();
     assert_eq!(status.as_u16(), 201);
     let tokens: serde_json::Value = client
         .post(server.url("/authenticate"))
@@ -29,7 +35,9 @@ async fn token_from(server: &TestServer) -> (String, uuid::Uuid) {
 }
 
 async fn serve_axum(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let address = listener.local_addr().expect("address");
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{address}")
@@ -40,24 +48,47 @@ async fn an_axum_service_behind_the_layer_accepts_the_servers_tokens_and_rejects
     let server = TestServer::builder(BINARY).start().await;
     let (jwt, identifier) = token_from(&server).await;
     let app = Router::new()
-        .route("/whoami", get(|JwtClaims(claims): JwtClaims| async move { claims.identifier.to_string() }))
+        .route(
+            "/whoami",
+            get(|JwtClaims(claims): JwtClaims| async move { claims.identifier.to_string() }),
+        )
         .layer(JwtAuth::new(server.base_url()));
     let service = serve_axum(app).await;
     let client = reqwest::Client::new();
 
-    let response = client.get(format!("{service}/whoami")).bearer_auth(&jwt).send().await.expect("request");
+    let response = client
+        .get(format!("{service}/whoami"))
+        .bearer_auth(&jwt)
+        .send()
+        .await
+        .expect("request");
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(response.text().await.expect("body"), identifier.to_string());
 
-    let response = client.get(format!("{service}/whoami")).send().await.expect("request");
+    let response = client
+        .get(format!("{service}/whoami"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(response.status().as_u16(), 401);
     assert_eq!(response.headers()["www-authenticate"], "Bearer");
 
     let tampered = format!("{jwt}A");
-    let response = client.get(format!("{service}/whoami")).bearer_auth(tampered).send().await.expect("request");
+    let response = client
+        .get(format!("{service}/whoami"))
+        .bearer_auth(tampered)
+        .send()
+        .await
+        .expect("request");
     assert_eq!(response.status().as_u16(), 401);
-    let challenge = response.headers()["www-authenticate"].to_str().expect("ascii").to_owned();
-    assert!(challenge.starts_with("Bearer error=\"invalid_token\""), "{challenge}");
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        challenge.starts_with("Bearer error=\"invalid_token\""),
+        "{challenge}"
+    );
 }
 
 #[tokio::test]
@@ -68,7 +99,9 @@ async fn a_tonic_service_behind_the_layer_answers_unauthenticated_without_a_toke
     let server = TestServer::builder(BINARY).start().await;
     let (jwt, _) = token_from(&server).await;
     let (_, health_service) = tonic_health::server::health_reporter();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let address = listener.local_addr().expect("address");
     let jwks_url = server.base_url().to_owned();
     tokio::spawn(async move {
@@ -86,18 +119,26 @@ async fn a_tonic_service_behind_the_layer_answers_unauthenticated_without_a_toke
         .expect("connect");
     let mut anonymous = HealthClient::new(channel.clone());
     let status = anonymous
-        .check(HealthCheckRequest { service: String::new() })
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
         .await
         .expect_err("no token");
     assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
 
-    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {jwt}").parse().expect("metadata");
-    let mut authorized = HealthClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
-        request.metadata_mut().insert("authorization", bearer.clone());
-        Ok(request)
-    });
+    let bearer: tonic::metadata::MetadataValue<_> =
+        format!("Bearer {jwt}").parse().expect("metadata");
+    let mut authorized =
+        HealthClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+            Ok(request)
+        });
     let answer = authorized
-        .check(HealthCheckRequest { service: String::new() })
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
         .await
         .expect("a valid token passes");
     assert_eq!(answer.into_inner().status, 1, "SERVING");

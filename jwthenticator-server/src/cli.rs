@@ -1,0 +1,379 @@
+//! The command line: `serve` (the default) and the operator's subcommands.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use jwthenticator_core::Algorithm;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use uuid::Uuid;
+
+use crate::config::{Config, Database};
+use crate::keys::{KeyType, PrivateKey};
+use crate::store::{self, KeySelector, Registration, Store, hash_secret};
+
+/// `jwthenticator-server [OPTIONS] [COMMAND]`: every option is also an environment variable.
+#[derive(Debug, Parser)]
+#[command(
+    name = "jwthenticator-server",
+    version,
+    about = "Key-to-JWT authentication server for services and IoT fleets.",
+    long_about = None
+)]
+pub struct Cli {
+    /// What to do; without a command the server runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// The server's configuration (flags or environment variables).
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Write a new signing key pair as PEM files (the private one readable by its owner only).
+    Keygen {
+        /// RS256, RS384, RS512, PS256, PS384, PS512, ES256 or EdDSA.
+        #[arg(long, default_value = "RS256", value_parser = parse_algorithm)]
+        algorithm: Algorithm,
+        /// RSA key size in bits (2048, 3072, 4096).
+        #[arg(long, default_value_t = 2048)]
+        bits: u32,
+        /// Where to write the private key (refuses to overwrite).
+        #[arg(long)]
+        private_key_out: PathBuf,
+        /// Where to write the public key (refuses to overwrite).
+        #[arg(long)]
+        public_key_out: Option<PathBuf>,
+    },
+    /// Register a key for an identifier in the configured database (or extend its expiry).
+    RegisterKey {
+        /// The identifier (UUID) the key is for.
+        #[arg(long)]
+        identifier: Uuid,
+        /// The key; read from standard input when omitted, so it stays out of `ps`.
+        #[arg(long, hide_env_values = true)]
+        key: Option<String>,
+    },
+    /// Revoke a key (and its refresh tokens) in the configured database.
+    RevokeKey {
+        /// The key; read from standard input when neither --key nor --key-id is given.
+        #[arg(long, conflicts_with = "key_id")]
+        key: Option<String>,
+        /// The key's id, as `GET /keys` lists it.
+        #[arg(long)]
+        key_id: Option<i64>,
+    },
+    /// Delete expired keys and expired or revoked refresh tokens now.
+    Purge,
+    /// Print the OpenAPI document.
+    Openapi {
+        /// yaml or json.
+        #[arg(long, value_enum, default_value_t = SpecFormat::Yaml)]
+        format: SpecFormat,
+    },
+    /// Print the effective configuration (secrets redacted) and check it; non-zero exit when
+    /// it cannot work.
+    CheckConfig,
+    /// Exit 0 when the server on this machine (`PORT`, `URL_PREFIX`) answers `/health` with 200:
+    /// for container health checks, where no curl is installed.
+    Healthcheck,
+}
+
+/// Format of `openapi`'s output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SpecFormat {
+    /// YAML, as committed in `openapi.yaml`.
+    Yaml,
+    /// JSON, as served at `/openapi.json`.
+    Json,
+}
+
+fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
+    name.parse::<Algorithm>()
+        .ok()
+        .filter(|alg| KeyType::for_algorithm(*alg).is_some())
+        .ok_or_else(|| format!("`{name}` is not a signing algorithm (RS256, ..., ES256, EdDSA)"))
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = cli.config;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => crate::run(config).await.map(|()| ExitCode::SUCCESS),
+        Command::Keygen {
+            algorithm,
+            bits,
+            private_key_out,
+            public_key_out,
+        } => keygen(algorithm, bits, &private_key_out, public_key_out.as_deref()),
+        Command::RegisterKey { identifier, key } => {
+            let key = key_or_stdin(key)?;
+            let store = open_store(&config).await?;
+            let expires_at =
+                chrono::Utc::now() + chrono::Duration::seconds(i64::try_from(config.key_expiry)?);
+            match store
+                .register_key(&hash_secret(&key), identifier, expires_at)
+                .await?
+            {
+                Registration::Registered => {
+                    report(&format!(
+                        "registered a key for {identifier} until {expires_at}"
+                    ))?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Registration::Revoked => {
+                    bail!("this key was revoked and cannot be registered again")
+                }
+            }
+        }
+        Command::RevokeKey { key, key_id } => {
+            let store = open_store(&config).await?;
+            let hash;
+            let selector = match key_id {
+                Some(id) => KeySelector::Id(id),
+                None => {
+                    hash = hash_secret(&key_or_stdin(key)?);
+                    KeySelector::Hash(&hash)
+                }
+            };
+            let revoked = store.revoke_keys(selector, chrono::Utc::now()).await?;
+            report(&format!(
+                "revoked {} key(s) and {} refresh token(s)",
+                revoked.keys, revoked.refresh_tokens
+            ))?;
+            Ok(if revoked.keys == 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Purge => {
+            let store = open_store(&config).await?;
+            let rows = store.purge_expired(chrono::Utc::now()).await?;
+            report(&format!("purged {rows} expired or revoked row(s)"))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Openapi { format } => {
+            let spec = match format {
+                SpecFormat::Yaml => crate::openapi_yaml(),
+                SpecFormat::Json => crate::openapi_json(),
+            };
+            report(spec.trim_end())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig => check_config(&config),
+        Command::Healthcheck => healthcheck(&config).await,
+    }
+}
+
+/// Prints a line to standard output: the command's result.
+fn report(line: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").context("writing to standard output")
+}
+
+fn key_or_stdin(key: Option<String>) -> anyhow::Result<String> {
+    if let Some(key) = key {
+        return Ok(key);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the key from standard input")?;
+    let key = line.trim_end_matches(['\r', '\n']).to_owned();
+    if key.is_empty() {
+        bail!("no key given: pass --key or write it to standard input");
+    }
+    Ok(key)
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    store::connect(&config.database()?, 2)
+        .await
+        .context("opening the database")
+}
+
+fn write_new_file(path: &Path, contents: &str, private: bool) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    if private {
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn keygen(
+    algorithm: Algorithm,
+    bits: u32,
+    private_out: &Path,
+    public_out: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let key = PrivateKey::generate(algorithm, bits)?;
+    write_new_file(private_out, &key.to_pem()?, true)?;
+    if let Some(public_out) = public_out {
+        write_new_file(public_out, &key.public_key().to_pem()?, false)?;
+    }
+    report(&format!(
+        "wrote a {} key for {algorithm:?} to {} (kid {})",
+        key.key_type(),
+        private_out.display(),
+        key.public_key().kid()
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:[redacted]@host/db`.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => {
+                    format!("{}{user}:[redacted]{}", &url[..scheme_end + 3], &url[at..])
+                }
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn check_config(config: &Config) -> anyhow::Result<ExitCode> {
+    report(&format!("{config:#?}"))?;
+    let mut problems = Vec::new();
+    let database = config.database();
+    let embedded_key = match &database {
+        Ok(Database::Sqlite {
+            file: Some(file), ..
+        }) => Some(crate::embedded_key_path(file)),
+        _ => None,
+    };
+    match database {
+        Ok(Database::Postgres {
+            url,
+            create_if_missing,
+        }) => report(&format!(
+            "database: PostgreSQL at {}{}",
+            redact_url(url.expose()),
+            if create_if_missing {
+                " (created if missing)"
+            } else {
+                ""
+            }
+        ))?,
+        Ok(Database::Sqlite { url, .. }) => report(&format!("database: SQLite at {url}"))?,
+        Err(err) => problems.push(format!("database: {err}")),
+    }
+    if let Err(err) = config.url_prefix() {
+        problems.push(format!("URL_PREFIX: {err}"));
+    }
+    let missing: Vec<&Path> = [&config.rsa_private_key_path, &config.rsa_public_key_path]
+        .into_iter()
+        .flatten()
+        .filter(|path| !path.exists())
+        .map(PathBuf::as_path)
+        .collect();
+    let key_configured = config.rsa_private_key.is_some()
+        || config.rsa_public_key.is_some()
+        || config.rsa_private_key_path.is_some()
+        || config.rsa_public_key_path.is_some();
+    if let Some(path) = embedded_key
+        .as_deref()
+        .filter(|p| !key_configured && !p.exists())
+    {
+        report(&format!(
+            "keys: none configured; a key will be generated at start and kept in {}",
+            path.display()
+        ))?;
+    } else if missing.is_empty() {
+        // With no file to create, loading has no side effect.
+        let existing_embedded_key = embedded_key.as_deref().filter(|p| p.exists());
+        match crate::keys::load(config, existing_embedded_key) {
+            Ok(keys) => report(&format!(
+                "keys: {} published, {}",
+                keys.jwks().keys.len(),
+                match keys.signer() {
+                    Some(signer) => format!(
+                        "signing with kid {} ({:?})",
+                        signer.kid(),
+                        signer.algorithm()
+                    ),
+                    None => "validate-only (no private key)".to_owned(),
+                }
+            ))?,
+            Err(err) => problems.push(format!("keys: {err}")),
+        }
+    } else {
+        for path in missing {
+            report(&format!(
+                "keys: {} does not exist and will be generated at start",
+                path.display()
+            ))?;
+        }
+    }
+    if problems.is_empty() {
+        report("configuration OK")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for problem in &problems {
+        report(&format!("error: {problem}"))?;
+    }
+    Ok(ExitCode::FAILURE)
+}
+
+async fn healthcheck(config: &Config) -> anyhow::Result<ExitCode> {
+    let path = format!("{}/health", config.url_prefix()?);
+    let check = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", config.port)).await?;
+        stream
+            .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+            .await?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await?;
+        Ok::<_, std::io::Error>(head)
+    };
+    match tokio::time::timeout(Duration::from_secs(5), check).await {
+        Ok(Ok(head)) if head.starts_with(b"HTTP/1.") && &head[9..12] == b"200" => {
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => Ok(ExitCode::FAILURE),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_from_database_urls() {
+        assert_eq!(
+            redact_url("postgres://u:hunter2@h:5432/db"),
+            "postgres://u:[redacted]@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[test]
+    fn no_command_means_serve_and_options_stay_top_level() {
+        let cli = Cli::try_parse_from(["jwthenticator-server", "--port", "9000"]).expect("parses");
+        assert!(cli.command.is_none());
+        assert_eq!(cli.config.port, 9000);
+        let cli = Cli::try_parse_from(["jwthenticator-server", "--data-dir", "/tmp/x", "purge"])
+            .expect("parses");
+        assert!(matches!(cli.command, Some(Command::Purge)));
+    }
+}

@@ -1,0 +1,286 @@
+//! The server binary's subcommands, on SQLite and on PostgreSQL.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use jwthenticator_tests::TestServer;
+use serde_json::json;
+use sqlx::Connection;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_jwthenticator-server-e2e");
+
+/// Runs a subcommand with `env` and `stdin`; returns (success, stdout, stderr).
+async fn run(args: &[&str], env: &[(&str, &str)], stdin: &str) -> (bool, String, String) {
+    let mut child = Command::new(BINARY)
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the binary");
+    let mut input = child.stdin.take().expect("stdin");
+    input
+        .write_all(stdin.as_bytes())
+        .await
+        .expect("write stdin");
+    drop(input);
+    let output = child.wait_with_output().await.expect("wait");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A fresh PostgreSQL database, dropped at the end of the test that made it.
+struct Postgres {
+    url: String,
+    name: String,
+}
+
+impl Postgres {
+    async fn new() -> Self {
+        let name = format!("jwt_cli_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres")
+            .await
+            .expect("PostgreSQL at 127.0.0.1:5432");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create");
+        Self {
+            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            name,
+        }
+    }
+
+    async fn drop_database(self) {
+        let mut admin = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres")
+            .await
+            .expect("admin");
+        let _ = sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await;
+    }
+}
+
+async fn authenticate(server: &TestServer, key: &str, identifier: uuid::Uuid) -> u16 {
+    reqwest::Client::new()
+        .post(server.url("/authenticate"))
+        .json(&json!({"key": key, "identifier": identifier}))
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
+/// register-key (key on stdin), the server authenticates it, revoke-key, it no longer does,
+/// purge runs.
+async fn key_lifecycle_through_the_cli(database_url: &str) {
+    let env = [("DATABASE_URL", database_url)];
+    let identifier = uuid::Uuid::new_v4();
+    let id = identifier.to_string();
+    let (ok, out, err) = run(&["register-key", "--identifier", &id], &env, "cli-key\n").await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("registered a key"), "{out}");
+
+    let server = TestServer::builder(BINARY)
+        .env("DATABASE_URL", database_url)
+        .start()
+        .await;
+    assert_eq!(authenticate(&server, "cli-key", identifier).await, 200);
+
+    let (ok, out, err) = run(&["revoke-key", "--key", "cli-key"], &env, "").await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("revoked 1 key(s) and 1 refresh token(s)"),
+        "{out}"
+    );
+    assert_eq!(authenticate(&server, "cli-key", identifier).await, 401);
+    let (ok, _, _) = run(&["revoke-key", "--key", "cli-key"], &env, "").await;
+    assert!(!ok, "nothing left to revoke is a failure");
+
+    let (ok, out, err) = run(&["purge"], &env, "").await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("purged 1 expired or revoked row(s)"),
+        "the revoked refresh token: {out}"
+    );
+}
+
+#[tokio::test]
+async fn key_lifecycle_through_the_cli_on_sqlite() {
+    let dir = tempfile::tempdir().expect("dir");
+    key_lifecycle_through_the_cli(&format!("sqlite://{}", dir.path().join("cli.db").display()))
+        .await;
+}
+
+#[tokio::test]
+async fn key_lifecycle_through_the_cli_on_postgres() {
+    let database = Postgres::new().await;
+    key_lifecycle_through_the_cli(&database.url).await;
+    database.drop_database().await;
+}
+
+#[tokio::test]
+async fn keygen_writes_keys_the_server_signs_with() {
+    let dir = tempfile::tempdir().expect("dir");
+    for (algorithm, marker) in [
+        ("RS256", "BEGIN PRIVATE KEY"),
+        ("ES256", "BEGIN PRIVATE KEY"),
+        ("EdDSA", "BEGIN PRIVATE KEY"),
+    ] {
+        let private = dir.path().join(format!("{algorithm}.pem"));
+        let public = dir.path().join(format!("{algorithm}.pub.pem"));
+        let private_arg = private.to_str().expect("utf-8");
+        let public_arg = public.to_str().expect("utf-8");
+        let args = [
+            "keygen",
+            "--algorithm",
+            algorithm,
+            "--private-key-out",
+            private_arg,
+            "--public-key-out",
+            public_arg,
+        ];
+        let (ok, out, err) = run(&args, &[], "").await;
+        assert!(ok, "{out}{err}");
+        assert!(
+            std::fs::read_to_string(&private)
+                .expect("private")
+                .contains(marker)
+        );
+        assert!(
+            std::fs::read_to_string(&public)
+                .expect("public")
+                .contains("BEGIN PUBLIC KEY")
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&private)
+                    .expect("meta")
+                    .permissions()
+                    .mode()
+                    & 0o077,
+                0
+            );
+        }
+        let (ok, _, _) = run(&args, &[], "").await;
+        assert!(!ok, "keygen refuses to overwrite a key");
+
+        let server = TestServer::builder(BINARY)
+            .env("JWT_ALGORITHM", algorithm)
+            .env("RSA_PRIVATE_KEY_PATH", private_arg)
+            .start()
+            .await;
+        let jwks: serde_json::Value = reqwest::get(server.url("/jwks"))
+            .await
+            .expect("jwks")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(jwks["keys"][0]["alg"], algorithm);
+        let kid = jwks["keys"][0]["kid"].as_str().expect("kid");
+        assert!(
+            out.contains(kid),
+            "keygen printed the kid the server publishes: {out}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn openapi_prints_the_committed_document() {
+    let (ok, out, _) = run(&["openapi"], &[], "").await;
+    assert!(ok);
+    let committed =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../openapi.yaml"))
+            .expect("openapi.yaml");
+    assert_eq!(out.trim_end(), committed.trim_end());
+    let (ok, out, _) = run(&["openapi", "--format", "json"], &[], "").await;
+    assert!(ok);
+    let spec: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert!(spec["paths"]["/authenticate"].is_object());
+}
+
+#[tokio::test]
+async fn check_config_redacts_secrets_and_fails_on_errors() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data_dir = dir.path().to_str().expect("utf-8");
+    let env = [
+        ("DATA_DIR", data_dir),
+        ("DB_HOST", "db.internal"),
+        ("DB_PASS", "hunter2-db-pass"),
+        ("ADMIN_TOKEN", "adm1n-s3cret"),
+    ];
+    let (ok, out, err) = run(&["check-config"], &env, "").await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains(
+            "database: PostgreSQL at postgres://postgres:[redacted]@db.internal/jwthenticator"
+        ),
+        "{out}"
+    );
+    for secret in ["hunter2-db-pass", "adm1n-s3cret"] {
+        assert!(
+            !out.contains(secret) && !err.contains(secret),
+            "{secret} leaked:\n{out}{err}"
+        );
+    }
+    assert!(out.contains("configuration OK"), "{out}");
+    assert!(
+        !dir.path().join("jwthenticator.db.signing-key.pem").exists(),
+        "check-config writes nothing"
+    );
+
+    let (ok, out, _) = run(
+        &["check-config"],
+        &[("DATA_DIR", data_dir), ("DATABASE_URL", "mysql://u@h/d")],
+        "",
+    )
+    .await;
+    assert!(!ok, "a bad database URL is an error");
+    assert!(
+        out.contains("error: database: unsupported database URL scheme `mysql`"),
+        "{out}"
+    );
+    let (ok, out, _) = run(
+        &["check-config"],
+        &[
+            ("DATA_DIR", data_dir),
+            (
+                "RSA_PRIVATE_KEY",
+                "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----",
+            ),
+        ],
+        "",
+    )
+    .await;
+    assert!(!ok, "an unreadable key is an error: {out}");
+    assert!(out.contains("error: keys:"), "{out}");
+}
+
+#[tokio::test]
+async fn healthcheck_reports_whether_the_server_answers() {
+    let server = TestServer::builder(BINARY).start().await;
+    let port = server
+        .base_url()
+        .rsplit(':')
+        .next()
+        .expect("port")
+        .to_owned();
+    let (ok, _, _) = run(&["healthcheck"], &[("PORT", &port)], "").await;
+    assert!(ok, "the server answers /health");
+    let free = jwthenticator_tests::free_port().to_string();
+    let (ok, _, _) = run(&["healthcheck"], &[("PORT", &free)], "").await;
+    assert!(!ok, "nothing listens there");
+}
