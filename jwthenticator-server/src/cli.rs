@@ -280,16 +280,25 @@ fn check_config(config: &Config) -> anyhow::Result<ExitCode> {
     if let Err(err) = config.url_prefix() {
         problems.push(format!("URL_PREFIX: {err}"));
     }
-    let missing: Vec<&Path> = [&config.rsa_private_key_path, &config.rsa_public_key_path]
-        .into_iter()
+    let missing: Vec<&Path> = [
+        &config.rsa_private_key_path,
+        &config.rsa_public_key_path,
+        &config.jwt_private_key_path,
+        &config.jwt_public_key_path,
+    ]
+    .into_iter()
         .flatten()
         .filter(|path| !path.exists())
         .map(PathBuf::as_path)
         .collect();
     let key_configured = config.rsa_private_key.is_some()
         || config.rsa_public_key.is_some()
+        || config.jwt_private_key.is_some()
+        || config.jwt_public_key.is_some()
         || config.rsa_private_key_path.is_some()
-        || config.rsa_public_key_path.is_some();
+        || config.rsa_public_key_path.is_some()
+        || config.jwt_private_key_path.is_some()
+        || config.jwt_public_key_path.is_some();
     if let Some(path) = embedded_key
         .as_deref()
         .filter(|p| !key_configured && !p.exists())
