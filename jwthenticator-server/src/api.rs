@@ -249,7 +249,7 @@ impl GeneralApi {
                 message: Some(message.to_owned()),
             }))
         };
-        if state.keys.jwks().keys.is_empty() {
+        if state.current_keys().jwks().keys.is_empty() {
             return not_ready("no verification key is loaded");
         }
         match tokio::time::timeout(READINESS_TIMEOUT, state.store.ping()).await {
@@ -266,7 +266,7 @@ impl GeneralApi {
     #[oai(path = "/jwks", method = "get", operation_id = "jwks")]
     async fn jwks(&self, state: Data<&Arc<AppState>>) -> JwksResponse {
         JwksResponse::Ok(
-            Json(state.keys.jwks().clone()),
+            Json(state.current_keys().jwks().clone()),
             JWKS_CACHE_CONTROL.to_owned(),
         )
     }
@@ -577,7 +577,7 @@ impl ExternalApi {
         state: Data<&Arc<AppState>>,
         body: Json<JwtValidateRequest>,
     ) -> ValidateResponse {
-        match state.verifier.verify(&body.jwt) {
+        match state.current_keys().verifier().verify(&body.jwt) {
             Ok(_) => {
                 count_validation("validate", "valid", "none");
                 ValidateResponse::Ok(Json(BoolResponse::TRUE))
@@ -615,7 +615,7 @@ impl ExternalApi {
             Ok(token) => token,
             Err(err) => return forbidden(err.to_string()),
         };
-        match state.verifier.verify(token) {
+        match state.current_keys().verifier().verify(token) {
             Ok(_) => {
                 count_validation("validate_request", "valid", "none");
                 ValidateRequestResponse::Ok(Json(Empty {}))

@@ -287,18 +287,11 @@ fn check_config(config: &Config) -> anyhow::Result<ExitCode> {
         &config.jwt_public_key_path,
     ]
     .into_iter()
-        .flatten()
-        .filter(|path| !path.exists())
-        .map(PathBuf::as_path)
-        .collect();
-    let key_configured = config.rsa_private_key.is_some()
-        || config.rsa_public_key.is_some()
-        || config.jwt_private_key.is_some()
-        || config.jwt_public_key.is_some()
-        || config.rsa_private_key_path.is_some()
-        || config.rsa_public_key_path.is_some()
-        || config.jwt_private_key_path.is_some()
-        || config.jwt_public_key_path.is_some();
+    .flatten()
+    .filter(|path| !path.exists())
+    .map(PathBuf::as_path)
+    .collect();
+    let key_configured = config.key_configured();
     if let Some(path) = embedded_key
         .as_deref()
         .filter(|p| !key_configured && !p.exists())

@@ -215,6 +215,10 @@ pub struct Config {
     /// Identifier binding, refresh-token rotation, failure limits and admin protection.
     #[command(flatten)]
     pub security: crate::security::SecurityConfig,
+
+    /// Signing keys shared by the replicas through PostgreSQL, and their rotation.
+    #[command(flatten)]
+    pub shared_keys: crate::shared_keys::SharedKeyConfig,
 }
 
 /// A key file path; unlike clap's path parser it takes an empty value, which means unset (as
@@ -365,6 +369,19 @@ impl Config {
             url: format!("sqlite://{}", file.display()),
             file: Some(file),
         })
+    }
+
+    /// Whether a signing or verification key is configured (inline or as a file), as opposed
+    /// to one the server generates or shares through the database.
+    pub fn key_configured(&self) -> bool {
+        self.rsa_private_key.is_some()
+            || self.rsa_public_key.is_some()
+            || self.jwt_private_key.is_some()
+            || self.jwt_public_key.is_some()
+            || self.rsa_private_key_path.is_some()
+            || self.rsa_public_key_path.is_some()
+            || self.jwt_private_key_path.is_some()
+            || self.jwt_public_key_path.is_some()
     }
 
     /// `URL_PREFIX` as a path: empty, or starting with `/` and not ending with one.

@@ -678,6 +678,15 @@ impl KeySet {
         .build_with_keys(self.verifying.clone())
     }
 
+    /// Keys that sign with `private` (pinned to `algorithm`) and also publish `published`.
+    pub(crate) fn with_signer(
+        algorithm: Algorithm,
+        private: &PrivateKey,
+        published: &[PublicKey],
+    ) -> Result<Self, KeyError> {
+        Self::new(algorithm, Some(private), private.public_key(), published)
+    }
+
     /// The signing key's public key first, then the published keys; a key listed twice (same
     /// `kid`) is published once.
     fn new(

@@ -28,6 +28,7 @@ mod error;
 mod flows;
 mod middleware;
 pub mod security;
+pub mod shared_keys;
 mod state;
 mod telemetry;
 
@@ -42,11 +43,12 @@ use poem::{EndpointExt, Route};
 use poem_openapi::{OpenApi, OpenApiService};
 
 pub use config::{Config, Database};
-pub use state::AppState;
+pub use state::{ActiveKeys, AppState};
 
 use api::{ExternalApi, GeneralApi, InternalApi};
 use middleware::{MaxBodySize, observe};
 use security::{AdminToken, require_admin};
+use shared_keys::SharedKeys;
 
 /// How often expired keys and refresh tokens are deleted.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -62,6 +64,8 @@ pub struct App {
     internal_address: Option<String>,
     admin_token: AdminToken,
     max_body_size: usize,
+    /// The keys shared through the database, kept current while serving.
+    shared_keys: Option<(SharedKeys, Config)>,
 }
 
 impl App {
@@ -78,20 +82,33 @@ impl App {
         let store = store::connect(&database, config.db_max_connections)
             .await
             .context("opening the database")?;
-        let keys = keys::load(config, key_file.as_deref()).context("loading the signing key")?;
         telemetry::handle();
-        let mut state = AppState::new(config, store, keys);
-        let key_path = config
-            .rsa_private_key_path
-            .as_deref()
-            .or(key_file.as_deref());
-        if let Some(modified) =
-            key_path.and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-        {
-            state.signing_key_created = modified;
-        }
+        let (keys, shared_keys) = match (&database, &config.shared_keys.key_encryption_secret) {
+            (Database::Postgres { url, .. }, Some(secret)) if !config.key_configured() => {
+                let shared = SharedKeys::connect(url.expose(), secret, config).await?;
+                let keys = shared
+                    .refresh(config)
+                    .await
+                    .context("loading the shared signing keys")?;
+                (keys, Some(shared))
+            }
+            _ => {
+                let keys =
+                    keys::load(config, key_file.as_deref()).context("loading the signing key")?;
+                let key_path = config
+                    .rsa_private_key_path
+                    .as_deref()
+                    .or(key_file.as_deref());
+                let created = key_path
+                    .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+                    .unwrap_or_else(std::time::SystemTime::now);
+                (ActiveKeys::new(config, keys, created), None)
+            }
+        };
+        let state = AppState::new(config, store, keys);
         Ok(Self {
             state: Arc::new(state),
+            shared_keys: shared_keys.map(|shared| (shared, config.clone())),
             prefix,
             external: !config.disable_external_api,
             internal: !config.disable_internal_api,
@@ -165,7 +182,7 @@ impl App {
     /// SIGTERM/SIGINT, then drains in-flight requests for at most `shutdown_timeout`. Expired
     /// rows are purged every hour meanwhile.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener<String>,
         shutdown_timeout: Duration,
     ) -> anyhow::Result<()> {
@@ -184,6 +201,11 @@ impl App {
                 }
             }
         });
+        let state = self.state.clone();
+        let key_refresher = self
+            .shared_keys
+            .take()
+            .map(|(shared, config)| tokio::spawn(shared_keys::keep_current(shared, config, state)));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             shutdown_signal().await;
@@ -210,6 +232,9 @@ impl App {
             _ => main.await,
         };
         purger.abort();
+        if let Some(refresher) = key_refresher {
+            refresher.abort();
+        }
         result.context("serving")
     }
 }

@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use arc_swap::ArcSwap;
 use chrono::Utc;
 use jwthenticator_core::{Audience, Claims, Verifier};
 use uuid::Uuid;
@@ -14,11 +15,55 @@ use crate::keys::KeySet;
 use crate::security::{FailureLimiter, SecurityConfig};
 use crate::store::Store;
 
+/// The keys in use and the verifier over them, replaced as a whole when keys rotate.
+#[derive(Debug)]
+pub struct ActiveKeys {
+    set: KeySet,
+    verifier: Verifier,
+    signing_key_created: SystemTime,
+}
+
+impl ActiveKeys {
+    /// Keys and a verifier over them as the configuration says (audience, issuer, leeway).
+    pub fn new(config: &Config, set: KeySet, signing_key_created: SystemTime) -> Self {
+        Self {
+            verifier: set.verifier(config),
+            set,
+            signing_key_created,
+        }
+    }
+
+    /// The signer and the published keys.
+    pub fn set(&self) -> &KeySet {
+        &self.set
+    }
+
+    /// The signer, or `None` when the server only validates.
+    pub fn signer(&self) -> Option<&crate::keys::Signer> {
+        self.set.signer()
+    }
+
+    /// The public keys as published at `/jwks`.
+    pub fn jwks(&self) -> &jwthenticator_core::Jwks {
+        self.set.jwks()
+    }
+
+    /// The verifier behind `/validate` and `/validate_request`.
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// When the signing key was made (its file's modification time, its row's creation) or
+    /// else loaded.
+    pub fn signing_key_created(&self) -> SystemTime {
+        self.signing_key_created
+    }
+}
+
 /// The server's state: database, keys, verifier and the lifetimes it issues with.
 pub struct AppState {
     pub(crate) store: Arc<dyn Store>,
-    pub(crate) keys: KeySet,
-    pub(crate) verifier: Verifier,
+    keys: ArcSwap<ActiveKeys>,
     pub(crate) key_expiry: u64,
     pub(crate) refresh_token_expiry: u64,
     pub(crate) jwt_lease_time: u64,
@@ -26,27 +71,23 @@ pub struct AppState {
     pub(crate) issuer: Option<String>,
     pub(crate) security: SecurityConfig,
     pub(crate) limiter: FailureLimiter,
-    /// When the signing key was made (its file's modification time) or else loaded.
-    pub(crate) signing_key_created: SystemTime,
 }
 
 impl fmt::Debug for AppState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AppState")
             .field("store", &self.store)
-            .field("keys", &self.keys)
+            .field("keys", &self.keys.load())
             .finish_non_exhaustive()
     }
 }
 
 impl AppState {
     /// State over an opened store and loaded keys, with the configured lifetimes.
-    pub fn new(config: &Config, store: Arc<dyn Store>, keys: KeySet) -> Self {
-        let verifier = keys.verifier(config);
+    pub fn new(config: &Config, store: Arc<dyn Store>, keys: ActiveKeys) -> Self {
         Self {
             store,
-            verifier,
-            keys,
+            keys: ArcSwap::from_pointee(keys),
             key_expiry: config.key_expiry,
             refresh_token_expiry: config.refresh_token_expiry,
             jwt_lease_time: config.jwt_lease_time,
@@ -55,7 +96,6 @@ impl AppState {
             issuer: crate::keys::issuer(config).map(str::to_owned),
             security: config.security.clone(),
             limiter: FailureLimiter::new(&config.security),
-            signing_key_created: SystemTime::now(),
         }
     }
 
@@ -64,19 +104,25 @@ impl AppState {
         &self.store
     }
 
-    /// The keys.
-    pub fn keys(&self) -> &KeySet {
-        &self.keys
+    /// The keys in use now (a snapshot: rotation replaces them as a whole).
+    pub fn keys(&self) -> Arc<ActiveKeys> {
+        self.keys.load_full()
     }
 
-    /// The verifier behind `/validate` and `/validate_request`.
-    pub fn verifier(&self) -> &Verifier {
-        &self.verifier
+    /// Puts new keys in use, for every request that starts from now on.
+    pub fn set_keys(&self, keys: ActiveKeys) {
+        self.keys.store(Arc::new(keys));
+    }
+
+    /// The keys in use, without counting a reference: for the request path.
+    pub(crate) fn current_keys(&self) -> arc_swap::Guard<Arc<ActiveKeys>> {
+        self.keys.load()
     }
 
     /// Signs a new JWT for `identifier`.
     pub(crate) fn issue_jwt(&self, identifier: Uuid) -> Result<String, ApiError> {
-        let signer = self.keys.signer().ok_or_else(|| {
+        let keys = self.current_keys();
+        let signer = keys.signer().ok_or_else(|| {
             ApiError::unavailable("this server has only a public key and cannot issue tokens")
         })?;
         let now = Utc::now().timestamp();

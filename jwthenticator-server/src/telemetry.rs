@@ -64,7 +64,7 @@ pub(crate) fn scrape(Data(state): Data<&Arc<AppState>>) -> Response {
         .set(f64::from(pool.size.saturating_sub(pool.idle)));
     metrics::gauge!("jwthenticator_db_pool_max_connections").set(f64::from(pool.max));
     let age = SystemTime::now()
-        .duration_since(state.signing_key_created)
+        .duration_since(state.current_keys().signing_key_created())
         .unwrap_or_default();
     metrics::gauge!("jwthenticator_signing_key_age_seconds").set(age.as_secs_f64());
     handle()

@@ -54,7 +54,7 @@ async fn inline_private_key_gives_a_stable_kid_and_tokens_survive_a_restart() {
     .await
     .expect("app");
     assert_eq!(kid(&first), kid(&second));
-    assert!(second.state().verifier().verify(&token).is_ok());
+    assert!(second.state().keys().verifier().verify(&token).is_ok());
 }
 
 #[tokio::test]
@@ -137,7 +137,7 @@ async fn missing_key_files_are_generated_written_and_reused() {
         .await
         .expect("app");
     assert_eq!(kid(&first), kid(&second));
-    assert!(second.state().verifier().verify(&token).is_ok());
+    assert!(second.state().keys().verifier().verify(&token).is_ok());
 }
 
 #[tokio::test]
@@ -173,7 +173,7 @@ async fn the_embedded_default_keeps_its_generated_key_beside_the_database() {
         .expect("app");
     assert_eq!(kid(&first), kid(&second));
     assert!(
-        second.state().verifier().verify(&token).is_ok(),
+        second.state().keys().verifier().verify(&token).is_ok(),
         "a restart keeps earlier tokens valid"
     );
 }
@@ -346,7 +346,10 @@ async fn openssl_ec_and_ed25519_keys_are_read_with_openssls_kid() {
         .expect("app");
         assert_eq!(kid(&app), openssl_kid, "{algorithm}");
         let token = token_from(&app).await;
-        assert!(app.state().verifier().verify(&token).is_ok(), "{algorithm}");
+        assert!(
+            app.state().keys().verifier().verify(&token).is_ok(),
+            "{algorithm}"
+        );
 
         // The public key alone validates what the pair signed.
         let validator = start(
@@ -357,7 +360,7 @@ async fn openssl_ec_and_ed25519_keys_are_read_with_openssls_kid() {
         .expect("app");
         assert!(validator.state().keys().signer().is_none());
         assert!(
-            validator.state().verifier().verify(&token).is_ok(),
+            validator.state().keys().verifier().verify(&token).is_ok(),
             "{algorithm}"
         );
     }
@@ -410,7 +413,7 @@ async fn es256_and_eddsa_key_files_are_read_or_generated_of_the_configured_type(
         let token = token_from(&first).await;
         let second = start(dir.path(), &args).await.expect("app");
         assert_eq!(kid(&first), kid(&second));
-        assert!(second.state().verifier().verify(&token).is_ok());
+        assert!(second.state().keys().verifier().verify(&token).is_ok());
     }
 }
 
@@ -426,7 +429,7 @@ async fn the_embedded_default_and_the_ephemeral_key_follow_jwt_algorithm() {
     let again = start(dir.path(), &["--jwt-algorithm", "EdDSA"])
         .await
         .expect("app");
-    assert!(again.state().verifier().verify(&token).is_ok());
+    assert!(again.state().keys().verifier().verify(&token).is_ok());
 
     // The kept key is Ed25519: switching the algorithm must be a decision, not a silent new key.
     let err = start(dir.path(), &["--jwt-algorithm", "ES256"])

@@ -89,7 +89,13 @@ async fn authenticate_issues_a_jwt_and_refresh_token_that_work(backend: Backend)
     let app = TestApp::new(backend).await;
     let (jwt, refresh_token, identifier) = app.authenticate().await;
 
-    let claims = app.app.state().verifier().verify(&jwt).expect("valid jwt");
+    let claims = app
+        .app
+        .state()
+        .keys()
+        .verifier()
+        .verify(&jwt)
+        .expect("valid jwt");
     assert_eq!(claims.identifier, identifier);
     assert_eq!(
         claims.exp - claims.iat,
