@@ -212,6 +212,10 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,
 
+    /// Log format: plain text or JSON lines (the level comes from `RUST_LOG`).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
+
     /// Identifier binding, refresh-token rotation, failure limits and admin protection.
     #[command(flatten)]
     pub security: crate::security::SecurityConfig,
@@ -237,6 +241,15 @@ fn parse_signing_algorithm(name: &str) -> Result<Algorithm, String> {
                  PS384, PS512, ES256, EdDSA)"
             )
         })
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Plain,
+    /// One JSON object per line, for log pipelines.
+    Json,
 }
 
 /// A configuration that cannot work, with the variable to fix.

@@ -317,7 +317,7 @@ async fn shutdown_signal() {
 
 /// Logs to stderr: plain text, or JSON lines with `LOG_FORMAT=json`; the level comes from
 /// `RUST_LOG` (default `info`).
-pub fn init_tracing() {
+pub fn init_tracing(format: config::LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
@@ -325,11 +325,9 @@ pub fn init_tracing() {
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
+    match format {
+        config::LogFormat::Json => builder.json().init(),
+        config::LogFormat::Plain => builder.init(),
     }
 }
 

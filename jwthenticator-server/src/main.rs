@@ -8,8 +8,9 @@ use jwthenticator_server::cli::{Cli, run};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    jwthenticator_server::init_tracing();
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    jwthenticator_server::init_tracing(cli.config.log_format);
+    match run(cli).await {
         Ok(code) => code,
         Err(err) => {
             tracing::error!("{err:#}");

@@ -63,6 +63,7 @@ async fn logs_of_a_full_run_at_trace_level_contain_no_secret() {
     let response = client
         .get(server.url("/validate_request"))
         .bearer_auth(&refreshed_jwt)
+        .header("X-Request-Id", "e2e-request-7")
         .send()
         .await
         .expect("request");
@@ -101,6 +102,10 @@ async fn logs_of_a_full_run_at_trace_level_contain_no_secret() {
     assert!(
         logs.contains("tokens issued"),
         "the run was logged:\n{logs}"
+    );
+    assert!(
+        logs.contains("request_id=e2e-request-7"),
+        "the request id is on the request's log lines:\n{logs}"
     );
     assert!(
         logs.contains("token rejected"),
