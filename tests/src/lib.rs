@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use sqlx::{Connection, PgConnection};
 use tokio::process::{Child, Command};
 
 /// Every configuration variable the server reads, cleared so the caller's environment cannot
@@ -173,5 +174,132 @@ impl TestServerBuilder {
             self.health_path,
             server.logs()
         );
+    }
+}
+
+/// The PostgreSQL server of the tests; `TEST_POSTGRES_URL` overrides it.
+pub fn admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database of its own on the test PostgreSQL server, dropped (with its connections) on drop.
+#[derive(Debug)]
+pub struct PgDatabase {
+    name: String,
+    /// `user[:pass]@host:port` of the server, without scheme or database.
+    authority: String,
+}
+
+impl PgDatabase {
+    /// A database name no other test uses; `create` makes it, `named` only names it.
+    pub fn named(prefix: &str) -> Self {
+        let admin = admin_url();
+        let (_, rest) = admin
+            .split_once("://")
+            .expect("TEST_POSTGRES_URL has a scheme");
+        let authority = rest.split('/').next().unwrap_or(rest).to_owned();
+        Self {
+            name: format!("{prefix}_{}", uuid::Uuid::new_v4().simple()),
+            authority,
+        }
+    }
+
+    /// Creates an empty database.
+    pub async fn create(prefix: &str) -> Self {
+        let database = Self::named(prefix);
+        let mut admin = PgConnection::connect(&admin_url())
+            .await
+            .expect("PostgreSQL must run at TEST_POSTGRES_URL or 127.0.0.1:5432");
+        sqlx::query(&format!("CREATE DATABASE {}", database.name))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        database
+    }
+
+    /// The database's URL with the given scheme, e.g. `postgresql+asyncpg`.
+    pub fn url(&self, scheme: &str) -> String {
+        format!("{scheme}://{}/{}", self.authority, self.name)
+    }
+
+    /// A connection to the database.
+    pub async fn connect(&self) -> PgConnection {
+        PgConnection::connect(&self.url("postgres"))
+            .await
+            .expect("connect to the test database")
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let name = std::mem::take(&mut self.name);
+        // Drop runs outside async; a short-lived thread with its own runtime cleans up.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                if let Ok(mut admin) = PgConnection::connect(&admin_url()).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// What [`enroll`] registered and received.
+#[derive(Debug, Clone)]
+pub struct Enrolled {
+    /// The registered key.
+    pub key: String,
+    /// Its identifier.
+    pub identifier: uuid::Uuid,
+    /// The JWT `/authenticate` returned.
+    pub jwt: String,
+    /// The refresh token `/authenticate` returned.
+    pub refresh_token: String,
+}
+
+/// POSTs `body` as JSON; returns the status and the JSON answer (null when there is none, and
+/// status 0 when the server could not be reached).
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: String,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    match client.post(url).json(&body).send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json().await.unwrap_or(serde_json::Value::Null),
+            )
+        }
+        Err(_) => (0, serde_json::Value::Null),
+    }
+}
+
+/// Registers a new random key for a new identifier at `base` and authenticates with it.
+pub async fn enroll(client: &reqwest::Client, base: &str) -> Enrolled {
+    let key = format!("key-{}", uuid::Uuid::new_v4());
+    let identifier = uuid::Uuid::new_v4();
+    let body = serde_json::json!({"key": key, "identifier": identifier});
+    let (status, answer) = post_json(client, format!("{base}/register_key"), body.clone()).await;
+    assert_eq!(status, 201, "register_key: {answer}");
+    let (status, tokens) = post_json(client, format!("{base}/authenticate"), body).await;
+    assert_eq!(status, 200, "authenticate: {tokens}");
+    Enrolled {
+        key,
+        identifier,
+        jwt: tokens["jwt"].as_str().expect("jwt").to_owned(),
+        refresh_token: tokens["refresh_token"]
+            .as_str()
+            .expect("refresh token")
+            .to_owned(),
     }
 }

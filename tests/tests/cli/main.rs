@@ -3,9 +3,8 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use jwthenticator_tests::TestServer;
+use jwthenticator_tests::{PgDatabase, TestServer};
 use serde_json::json;
-use sqlx::Connection;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
@@ -34,41 +33,6 @@ async fn run(args: &[&str], env: &[(&str, &str)], stdin: &str) -> (bool, String,
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
-}
-
-/// A fresh PostgreSQL database, dropped at the end of the test that made it.
-struct Postgres {
-    url: String,
-    name: String,
-}
-
-impl Postgres {
-    async fn new() -> Self {
-        let name = format!("jwt_cli_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres")
-            .await
-            .expect("PostgreSQL at 127.0.0.1:5432");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .expect("create");
-        Self {
-            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
-            name,
-        }
-    }
-
-    async fn drop_database(self) {
-        let mut admin = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres")
-            .await
-            .expect("admin");
-        let _ = sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&mut admin)
-        .await;
-    }
 }
 
 async fn authenticate(server: &TestServer, key: &str, identifier: uuid::Uuid) -> u16 {
@@ -125,9 +89,8 @@ async fn key_lifecycle_through_the_cli_on_sqlite() {
 
 #[tokio::test]
 async fn key_lifecycle_through_the_cli_on_postgres() {
-    let database = Postgres::new().await;
-    key_lifecycle_through_the_cli(&database.url).await;
-    database.drop_database().await;
+    let database = PgDatabase::create("jwt_cli").await;
+    key_lifecycle_through_the_cli(&database.url("postgres")).await;
 }
 
 #[tokio::test]

@@ -4,85 +4,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use jwthenticator_tests::free_port;
-use sqlx::{Connection, PgConnection};
+use jwthenticator_tests::{PgDatabase, free_port};
+use sqlx::PgConnection;
 use tokio::process::{Child, Command};
 
 use crate::python;
-
-/// The PostgreSQL server of the tests; `TEST_POSTGRES_URL` overrides it.
-fn admin_url() -> String {
-    std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// A database of its own on the test PostgreSQL server, dropped (with its connections) on drop.
-#[derive(Debug)]
-pub(crate) struct PgDatabase {
-    name: String,
-    /// `user[:pass]@host:port` of the server, without scheme or database.
-    authority: String,
-}
-
-impl PgDatabase {
-    /// A database name no other test uses; `create` makes it, `named` only names it.
-    pub(crate) fn named(prefix: &str) -> Self {
-        let admin = admin_url();
-        let (_, rest) = admin
-            .split_once("://")
-            .expect("TEST_POSTGRES_URL has a scheme");
-        let authority = rest.split('/').next().unwrap_or(rest).to_owned();
-        Self {
-            name: format!("{prefix}_{}", uuid::Uuid::new_v4().simple()),
-            authority,
-        }
-    }
-
-    /// Creates an empty database.
-    pub(crate) async fn create(prefix: &str) -> Self {
-        let database = Self::named(prefix);
-        let mut admin = PgConnection::connect(&admin_url())
-            .await
-            .expect("PostgreSQL must run at TEST_POSTGRES_URL or 127.0.0.1:5432");
-        sqlx::query(&format!("CREATE DATABASE {}", database.name))
-            .execute(&mut admin)
-            .await
-            .expect("create database");
-        database
-    }
-
-    /// The database's URL with the given scheme, e.g. `postgresql+asyncpg`.
-    pub(crate) fn url(&self, scheme: &str) -> String {
-        format!("{scheme}://{}/{}", self.authority, self.name)
-    }
-
-    pub(crate) async fn connect(&self) -> PgConnection {
-        PgConnection::connect(&self.url("postgres"))
-            .await
-            .expect("connect to the test database")
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let name = std::mem::take(&mut self.name);
-        // Drop runs outside async; a short-lived thread with its own runtime cleans up.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                if let Ok(mut admin) = PgConnection::connect(&admin_url()).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut admin)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 /// Environment variables the original reads that must not leak in from the caller.
 const ORIGINAL_VARIABLES: &[&str] = &[

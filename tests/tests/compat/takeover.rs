@@ -13,7 +13,8 @@ use sqlx::migrate::Migrator;
 use uuid::Uuid;
 
 use crate::BINARY;
-use crate::support::{OriginalServer, PgDatabase, schema_snapshot};
+use crate::support::{OriginalServer, schema_snapshot};
+use jwthenticator_tests::PgDatabase;
 
 async fn post(client: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
     let response = client.post(url).json(&body).send().await.expect("request");

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::get;
 use jwthenticator_reqwest::JwtAuthMiddleware;
+use jwthenticator_tests::{PgDatabase, enroll, post_json as post};
 use jwthenticator_tower::JwtAuth;
 use serde_json::{Value, json};
-use support::{Database, Nginx, OwnCluster, enroll, post, replicas};
+use support::{Nginx, OwnCluster, replicas};
 
 fn kid_of(jwt: &str) -> String {
     use base64::Engine;
@@ -52,8 +53,8 @@ async fn serve(app: Router) -> String {
 
 #[tokio::test]
 async fn three_replicas_behind_nginx_share_keys_tokens_and_revocations() {
-    let database = Database::new().await;
-    let servers = replicas(&database.url, 3, &[]).await;
+    let database = PgDatabase::create("jwt_scale").await;
+    let servers = replicas(&database.url("postgres"), 3, &[]).await;
     let nginx = Nginx::round_robin(&servers).await;
     let client = reqwest::Client::new();
 
@@ -74,7 +75,9 @@ async fn three_replicas_behind_nginx_share_keys_tokens_and_revocations() {
     .await;
     let mut refresh_tokens = Vec::new();
     for _ in 0..6 {
-        let (_, identifier, jwt, refresh_token) = enroll(&client, &nginx.url).await;
+        let enrolled = enroll(&client, &nginx.url).await;
+        let (identifier, jwt, refresh_token) =
+            (enrolled.identifier, enrolled.jwt, enrolled.refresh_token);
         for server in &servers {
             let (status, _) = post(&client, server.url("/validate"), json!({"jwt": jwt})).await;
             assert_eq!(status, 200, "a token validates at every replica");
@@ -114,7 +117,9 @@ async fn three_replicas_behind_nginx_share_keys_tokens_and_revocations() {
     }
 
     // A revocation at one replica is seen by the others at once.
-    let (key, identifier, _, refresh_token) = enroll(&client, servers[0].base_url()).await;
+    let enrolled = enroll(&client, servers[0].base_url()).await;
+    let (key, identifier, refresh_token) =
+        (enrolled.key, enrolled.identifier, enrolled.refresh_token);
     let (status, body) = post(&client, servers[2].url("/revoke_key"), json!({"key": key})).await;
     assert_eq!((status, body["keys_revoked"].as_u64()), (200, Some(1)));
     for server in &servers[..2] {
@@ -135,21 +140,21 @@ async fn three_replicas_behind_nginx_share_keys_tokens_and_revocations() {
     }
     nginx.stop().await;
     drop(servers);
-    database.drop_database().await;
 }
 
 #[tokio::test]
 async fn clients_and_services_see_no_failure_while_the_key_rotates_twice() {
-    let database = Database::new().await;
+    let database = PgDatabase::create("jwt_scale").await;
     let rotation = [
         ("KEY_ROTATION_PERIOD", "3"),
         ("KEY_ROTATION_PREPUBLISH", "2"),
         ("KEY_REFRESH_INTERVAL", "1"),
         ("JWT_LEASE_TIME", "4"),
     ];
-    let servers = replicas(&database.url, 2, &rotation).await;
+    let servers = replicas(&database.url("postgres"), 2, &rotation).await;
     let client = reqwest::Client::new();
-    let (key, identifier, _, _) = enroll(&client, servers[0].base_url()).await;
+    let enrolled = enroll(&client, servers[0].base_url()).await;
+    let (key, identifier) = (enrolled.key, enrolled.identifier);
 
     // The service verifies against one replica's JWKS, the client gets its tokens from the other.
     let layer = JwtAuth::new(servers[1].base_url())
@@ -206,7 +211,6 @@ async fn clients_and_services_see_no_failure_while_the_key_rotates_twice() {
     );
     assert!(ok > 100, "the loop ran: {ok} requests");
     drop(servers);
-    database.drop_database().await;
 }
 
 #[tokio::test]
@@ -222,7 +226,8 @@ async fn a_database_outage_keeps_validation_up_and_recovers_without_a_restart() 
         .timeout(Duration::from_secs(15))
         .build()
         .expect("client");
-    let (key, identifier, jwt, _) = enroll(&client, server.base_url()).await;
+    let enrolled = enroll(&client, server.base_url()).await;
+    let (key, identifier, jwt) = (enrolled.key, enrolled.identifier, enrolled.jwt);
     let auth = json!({"key": key, "identifier": identifier});
 
     cluster.down().await;

@@ -6,47 +6,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use jwthenticator_tests::{TestServer, free_port};
-use serde_json::{Value, json};
-use sqlx::Connection;
 use tokio::process::{Child, Command};
 
 pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_jwthenticator-server-e2e");
 pub(crate) const SECRET: &str = "a-shared-secret-of-the-replicas";
-
-/// A fresh database on the shared PostgreSQL, dropped by [`Database::drop_database`].
-pub(crate) struct Database {
-    pub(crate) url: String,
-    name: String,
-}
-
-impl Database {
-    pub(crate) async fn new() -> Self {
-        let name = format!("jwt_scale_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres")
-            .await
-            .expect("PostgreSQL at 127.0.0.1:5432");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .expect("create");
-        Self {
-            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
-            name,
-        }
-    }
-
-    pub(crate) async fn drop_database(self) {
-        let mut admin = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres")
-            .await
-            .expect("admin");
-        let _ = sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&mut admin)
-        .await;
-    }
-}
 
 /// Starts `count` replicas on one database, sharing their keys through it.
 pub(crate) async fn replicas(
@@ -147,44 +110,6 @@ pub(crate) fn which(name: &str) -> Option<PathBuf> {
         .map(|dir| Path::new(dir).join(name))
         .chain([PathBuf::from("/usr/sbin").join(name)])
         .find(|path| path.is_file())
-}
-
-/// POSTs JSON; returns the status and the JSON answer (null when there is none).
-pub(crate) async fn post(client: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
-    match client.post(url).json(&body).send().await {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            (status, response.json().await.unwrap_or(Value::Null))
-        }
-        Err(_) => (0, Value::Null),
-    }
-}
-
-/// Registers a key at `base` and authenticates: (key, identifier, jwt, refresh token).
-pub(crate) async fn enroll(
-    client: &reqwest::Client,
-    base: &str,
-) -> (String, uuid::Uuid, String, String) {
-    let key = format!("key-{}", uuid::Uuid::new_v4());
-    let identifier = uuid::Uuid::new_v4();
-    let body = json!({"key": key, "identifier": identifier});
-    assert_eq!(
-        post(client, format!("{base}/register_key"), body.clone())
-            .await
-            .0,
-        201
-    );
-    let (status, tokens) = post(client, format!("{base}/authenticate"), body).await;
-    assert_eq!(status, 200, "{tokens}");
-    (
-        key,
-        identifier,
-        tokens["jwt"].as_str().expect("jwt").to_owned(),
-        tokens["refresh_token"]
-            .as_str()
-            .expect("refresh")
-            .to_owned(),
-    )
 }
 
 /// A PostgreSQL cluster of the test's own (initdb into a temporary directory, as the

@@ -3,36 +3,10 @@
 
 use axum::Router;
 use axum::routing::get;
-use jwthenticator_tests::TestServer;
+use jwthenticator_tests::{TestServer, enroll};
 use jwthenticator_tower::{JwtAuth, JwtClaims};
-use serde_json::json;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_jwthenticator-server-e2e");
-
-/// Registers a key and authenticates: (jwt, identifier).
-async fn token_from(server: &TestServer) -> (String, uuid::Uuid) {
-    let client = reqwest::Client::new();
-    let identifier = uuid::Uuid::new_v4();
-    let body = json!({"key": "service-key", "identifier": identifier});
-    let status = client
-        .post(server.url("/register_key"))
-        .json(&body)
-        .send()
-        .await
-        .expect("register")
-        .status();
-    assert_eq!(status.as_u16(), 201);
-    let tokens: serde_json::Value = client
-        .post(server.url("/authenticate"))
-        .json(&body)
-        .send()
-        .await
-        .expect("authenticate")
-        .json()
-        .await
-        .expect("json");
-    (tokens["jwt"].as_str().expect("jwt").to_owned(), identifier)
-}
 
 async fn serve_axum(app: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -46,7 +20,8 @@ async fn serve_axum(app: Router) -> String {
 #[tokio::test]
 async fn an_axum_service_behind_the_layer_accepts_the_servers_tokens_and_rejects_others() {
     let server = TestServer::builder(BINARY).start().await;
-    let (jwt, identifier) = token_from(&server).await;
+    let enrolled = enroll(&reqwest::Client::new(), server.base_url()).await;
+    let (jwt, identifier) = (enrolled.jwt, enrolled.identifier);
     let app = Router::new()
         .route(
             "/whoami",
@@ -97,7 +72,7 @@ async fn a_tonic_service_behind_the_layer_answers_unauthenticated_without_a_toke
     use tonic_health::pb::health_client::HealthClient;
 
     let server = TestServer::builder(BINARY).start().await;
-    let (jwt, _) = token_from(&server).await;
+    let jwt = enroll(&reqwest::Client::new(), server.base_url()).await.jwt;
     let (_, health_service) = tonic_health::server::health_reporter();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
