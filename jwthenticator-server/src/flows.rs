@@ -9,8 +9,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{NewRefreshToken, RefreshTokenRecord, hash_secret};
 
-/// Why a key or refresh token was refused: a stable code, a message for the client, and
-/// whether it is a failed attempt that counts towards the limits.
+/// Why a key or refresh token was refused: the error code and message the client gets, and a
+/// short reason for logs and metrics. Every refusal counts towards the failure limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Refusal {
     pub(crate) error: &'static str,
