@@ -5,15 +5,17 @@ use sqlx::Connection;
 
 use crate::support::{Backend, TestApp, postgres_admin_url};
 
-/// The value of the first sample of `metric` whose labels contain every `label="value"` given.
+/// The sum of the samples of `metric` whose labels contain every `label="value"` given (other
+/// tests in this process add series of their own, so one series cannot be singled out by
+/// position).
 fn sample(scrape: &str, metric: &str, labels: &[&str]) -> f64 {
     scrape
         .lines()
-        .filter(|line| line.starts_with(metric) && !line.starts_with('#'))
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| line.split(['{', ' ']).next() == Some(metric))
         .filter(|line| labels.iter().all(|label| line.contains(label)))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .next()
-        .unwrap_or(0.0)
+        .sum()
 }
 
 async fn scrape(app: &TestApp) -> String {
@@ -62,7 +64,11 @@ async fn metrics_move_as_requests_are_made(backend: Backend) {
     assert!(
         grew(
             "jwthenticator_validations_total",
-            &[r#"outcome="invalid""#, r#"reason="malformed""#]
+            &[
+                r#"endpoint="validate""#,
+                r#"outcome="invalid""#,
+                r#"reason="malformed""#
+            ]
         ) >= 1.0
     );
     assert!(
