@@ -230,6 +230,31 @@ async fn a_database_outage_keeps_validation_up_and_recovers_without_a_restart() 
     let (key, identifier, jwt) = (enrolled.key, enrolled.identifier, enrolled.jwt);
     let auth = json!({"key": key, "identifier": identifier});
 
+    // A bounded load through the whole outage: validations and authentications, every status
+    // recorded, every refresh token handed out kept to be checked afterwards.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (client, stop, auth, jwt) = (client.clone(), stop.clone(), auth.clone(), jwt.clone());
+        let (validate, authenticate) = (server.url("/validate"), server.url("/authenticate"));
+        tokio::spawn(async move {
+            let (mut validations, mut authentications, mut issued) =
+                (Vec::new(), Vec::new(), Vec::new());
+            let started = Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && started.elapsed() < Duration::from_secs(60)
+            {
+                validations.push(post(&client, validate.clone(), json!({"jwt": jwt})).await.0);
+                let (status, body) = post(&client, authenticate.clone(), auth.clone()).await;
+                authentications.push(status);
+                if let Some(token) = body["refresh_token"].as_str() {
+                    issued.push(token.to_owned());
+                }
+            }
+            (validations, authentications, issued)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
     cluster.down().await;
     let (status, body) = post(&client, server.url("/authenticate"), auth.clone()).await;
     assert_eq!(
@@ -276,7 +301,7 @@ async fn a_database_outage_keeps_validation_up_and_recovers_without_a_restart() 
             .status();
         assert_eq!(status.as_u16(), 200);
     }
-    tokio::time::sleep(Duration::from_secs(2)).await; // the key refresher fails meanwhile, and keeps its keys
+    tokio::time::sleep(Duration::from_secs(6)).await; // the load and the key refresher run on meanwhile
 
     cluster.up().await;
     let mut ready = 0;
@@ -304,6 +329,34 @@ async fn a_database_outage_keeps_validation_up_and_recovers_without_a_restart() 
     )
     .await;
     assert_eq!(status, 200);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (validations, authentications, issued) = load.await.expect("load");
+    let unavailable = authentications.iter().filter(|s| **s == 503).count();
+    println!(
+        "outage: {} validations (all 200: {}), {} authentications ({} issued, {unavailable} answered 503)",
+        validations.len(),
+        validations.iter().all(|s| *s == 200),
+        authentications.len(),
+        issued.len()
+    );
+    assert!(
+        validations.iter().all(|s| *s == 200),
+        "validation never failed: {validations:?}"
+    );
+    assert!(
+        authentications.iter().all(|s| *s == 200 || *s == 503),
+        "only 200 or 503: {authentications:?}"
+    );
+    assert!(unavailable > 0, "the load ran while the database was down");
+    for token in &issued {
+        let (status, _) = post(
+            &client,
+            server.url("/refresh"),
+            json!({"refresh_token": token, "identifier": identifier}),
+        )
+        .await;
+        assert_eq!(status, 200, "every refresh token handed out was stored");
+    }
     let logs = server.logs();
     assert!(
         !logs.contains("status=500"),
