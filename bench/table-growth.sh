@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Table growth (issue 9): /authenticate and /refresh latency on PostgreSQL with empty tables,
-# then with a million refresh tokens and a hundred thousand keys, in the same run:
+# Table growth (issue 9): /authenticate and /refresh latency on PostgreSQL with empty tables
+# and with a million refresh tokens and a hundred thousand keys, in the same run:
 #   bench/table-growth.sh
+# Two servers run side by side, one on an empty database and one on a seeded one, and the
+# rounds alternate between them, so both see the same machine noise.
 # Prints p50/p99 latency and requests/s of both endpoints at both sizes and the ratios
 # (target: full / empty <= 1.2). Loopback only, bounded in time, cleans up after itself.
 #
@@ -23,14 +25,17 @@ KEYS=${GROWTH_KEYS:-100000}
 POSTGRES_URL=${GROWTH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
 PORT=${GROWTH_PORT:-18090}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-DATABASE=jwt_growth_$$
+EMPTY_DB=jwt_growth_empty_$$
+FULL_DB=jwt_growth_full_$$
 WORK=$(mktemp -d)
-SERVER_PID=""
+PIDS=()
 
 log() { printf '== %s\n' "$*" >&2; }
 cleanup() {
-    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
-    psql -q "$POSTGRES_URL/postgres" -c "DROP DATABASE IF EXISTS $DATABASE WITH (FORCE)" >/dev/null 2>&1 || true
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for db in "$EMPTY_DB" "$FULL_DB"; do
+        psql -q "$POSTGRES_URL/postgres" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+    done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -41,45 +46,30 @@ log "building the server (release)"
 cargo build --release -q -p jwthenticator-server
 BINARY=$CARGO_TARGET_DIR/release/jwthenticator-server
 
-psql -q "$POSTGRES_URL/postgres" -c "CREATE DATABASE $DATABASE" >/dev/null
 "$BINARY" keygen --algorithm RS256 --private-key-out "$WORK/key.pem" >/dev/null
-DATABASE_URL="$POSTGRES_URL/$DATABASE" HOST=127.0.0.1 PORT=$PORT RSA_PRIVATE_KEY_PATH="$WORK/key.pem" \
-    AUTH_FAILURES_PER_IDENTIFIER=0 AUTH_FAILURES_PER_ADDRESS=0 RUST_LOG=warn \
-    "$BINARY" >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
-
-BASE=http://127.0.0.1:$PORT
 IDENTIFIER=$(cat /proc/sys/kernel/random/uuid)
 KEY_BODY="{\"key\": \"growth-key\", \"identifier\": \"$IDENTIFIER\"}"
-curl -sf "$BASE/register_key" -d "$KEY_BODY" >/dev/null
-REFRESH=$(curl -sf "$BASE/authenticate" -d "$KEY_BODY" | python3 -c 'import sys, json; print(json.load(sys.stdin)["refresh_token"])')
-REFRESH_BODY="{\"refresh_token\": \"$REFRESH\", \"identifier\": \"$IDENTIFIER\"}"
 
-# One slice of wrk; prints "<req/s> <p50 µs> <p99 µs> <errors>".
-slice() {
-    BENCH_METHOD=POST BENCH_BODY="$2" timeout $((SLICE + 60)) wrk -t 2 -c "$CONNECTIONS" -d "${SLICE}s" \
-        -s "$ROOT/bench/wrk/bench.lua" "$BASE/$1" | awk '/^RESULT/ {print $2, $3, $4, $5}'
+# start_server <database> <port>: a server on that database; writes the refresh token of the
+# benchmark's key to $WORK/refresh-<port> (no subshell, so its pid reaches the cleanup).
+start_server() {
+    psql -q "$POSTGRES_URL/postgres" -c "CREATE DATABASE $1" >/dev/null
+    DATABASE_URL="$POSTGRES_URL/$1" HOST=127.0.0.1 PORT=$2 RSA_PRIVATE_KEY_PATH="$WORK/key.pem" \
+        AUTH_FAILURES_PER_IDENTIFIER=0 AUTH_FAILURES_PER_ADDRESS=0 RUST_LOG=warn \
+        "$BINARY" >"$WORK/server-$2.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$2/health" >/dev/null && break; sleep 0.1; done
+    curl -sf "http://127.0.0.1:$2/register_key" -d "$KEY_BODY" >/dev/null
+    curl -sf "http://127.0.0.1:$2/authenticate" -d "$KEY_BODY" \
+        | python3 -c 'import sys, json; print(json.load(sys.stdin)["refresh_token"])' >"$WORK/refresh-$2"
 }
 
-# Medians over the rounds of each endpoint: "<endpoint> <req/s> <p50> <p99> <errors>".
-measure() {
-    local label=$1
-    for round in $(seq 1 "$ROUNDS"); do
-        echo "authenticate $(slice authenticate "$KEY_BODY")"
-        echo "refresh $(slice refresh "$REFRESH_BODY")"
-    done | sort -k1,1 | awk -v label="$label" '
-        { n[$1]++; rps[$1, n[$1]] = $2; p50[$1, n[$1]] = $3; p99[$1, n[$1]] = $4; err[$1] += $5 }
-        function median(a, e, k,   i, j, t, v) { for (i = 1; i <= k; i++) v[i] = a[e, i]
-            for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-            return v[int((k + 1) / 2)] }
-        END { for (e in n) printf "%s %s %.0f %.0f %.0f %d\n", label, e, median(rps, e, n[e]), median(p50, e, n[e]), median(p99, e, n[e]), err[e] }'
-}
-
-log "measuring with (nearly) empty tables"
-EMPTY=$(measure empty)
+start_server "$EMPTY_DB" "$PORT"
+start_server "$FULL_DB" $((PORT + 1))
+EMPTY_REFRESH=$(cat "$WORK/refresh-$PORT")
+FULL_REFRESH=$(cat "$WORK/refresh-$((PORT + 1))")
 log "seeding $TOKENS refresh tokens and $KEYS keys"
-psql -q "$POSTGRES_URL/$DATABASE" <<SQL
+psql -q "$POSTGRES_URL/$FULL_DB" <<SQL
 INSERT INTO keys (key_hash, identifier, created, expires_at)
 SELECT encode(sha512(('seed-key-' || i)::bytea), 'hex'), gen_random_uuid(), now(), now() + interval '30 days'
 FROM generate_series(1, $KEYS) AS i;
@@ -90,8 +80,32 @@ FROM generate_series(1, $TOKENS) AS i;
 VACUUM ANALYZE keys;
 VACUUM ANALYZE refresh_tokens;
 SQL
-log "measuring with $(psql -tA "$POSTGRES_URL/$DATABASE" -c 'SELECT count(*) FROM refresh_tokens') refresh tokens and $(psql -tA "$POSTGRES_URL/$DATABASE" -c 'SELECT count(*) FROM keys') keys"
-FULL=$(measure full)
+log "seeded: $(psql -tA "$POSTGRES_URL/$FULL_DB" -c 'SELECT count(*) FROM refresh_tokens') refresh tokens, $(psql -tA "$POSTGRES_URL/$FULL_DB" -c 'SELECT count(*) FROM keys') keys"
+
+# slice <port> <route> <body>: one slice of wrk; prints "<req/s> <p50 µs> <p99 µs> <errors>".
+slice() {
+    BENCH_METHOD=POST BENCH_BODY="$3" timeout $((SLICE + 60)) wrk -t 2 -c "$CONNECTIONS" -d "${SLICE}s" \
+        -s "$ROOT/bench/wrk/bench.lua" "http://127.0.0.1:$1/$2" | awk '/^RESULT/ {print $2, $3, $4, $5}'
+}
+
+refresh_body() { echo "{\"refresh_token\": \"$1\", \"identifier\": \"$IDENTIFIER\"}"; }
+
+log "measuring: $ROUNDS rounds alternating between the empty and the seeded database"
+SAMPLES=$(for round in $(seq 1 "$ROUNDS"); do
+    echo "empty authenticate $(slice "$PORT" authenticate "$KEY_BODY")"
+    echo "full authenticate $(slice $((PORT + 1)) authenticate "$KEY_BODY")"
+    echo "empty refresh $(slice "$PORT" refresh "$(refresh_body "$EMPTY_REFRESH")")"
+    echo "full refresh $(slice $((PORT + 1)) refresh "$(refresh_body "$FULL_REFRESH")")"
+done)
+# Medians over the rounds: "<label> <endpoint> <req/s> <p50> <p99> <errors>".
+MEDIANS=$(echo "$SAMPLES" | awk '
+    { k = $1 " " $2; n[k]++; rps[k, n[k]] = $3; p50[k, n[k]] = $4; p99[k, n[k]] = $5; err[k] += $6 }
+    function median(a, k, c,   i, j, t, v) { for (i = 1; i <= c; i++) v[i] = a[k, i]
+        for (i = 1; i <= c; i++) for (j = i + 1; j <= c; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+        return v[int((c + 1) / 2)] }
+    END { for (k in n) printf "%s %.0f %.0f %.0f %d\n", k, median(rps, k, n[k]), median(p50, k, n[k]), median(p99, k, n[k]), err[k] }')
+EMPTY=$(echo "$MEDIANS" | grep '^empty')
+FULL=$(echo "$MEDIANS" | grep '^full')
 
 printf '\n| endpoint | rows | req/s | p50 µs | p99 µs | errors |\n|---|---|---:|---:|---:|---:|\n'
 printf '%s\n%s\n' "$EMPTY" "$FULL" | sort -k2,2 -k1,1 | while read -r label endpoint rps p50 p99 errors; do
