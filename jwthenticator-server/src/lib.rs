@@ -201,6 +201,7 @@ impl App {
                 }
             }
         });
+        let upkeep = tokio::spawn(telemetry::upkeep());
         let state = self.state.clone();
         let key_refresher = self
             .shared_keys
@@ -232,6 +233,7 @@ impl App {
             _ => main.await,
         };
         purger.abort();
+        upkeep.abort();
         if let Some(refresher) = key_refresher {
             refresher.abort();
         }

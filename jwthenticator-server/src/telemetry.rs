@@ -18,7 +18,7 @@
 //! | `jwthenticator_build_info` | gauge | `version` |
 
 use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use poem::web::Data;
@@ -52,6 +52,20 @@ pub(crate) fn handle() -> &'static PrometheusHandle {
             .set(1.0);
         handle
     })
+}
+
+/// How often histogram samples are folded into their buckets (the exporter's own default).
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Folds the recorder's histogram samples into their buckets every few seconds, for as long as
+/// it runs. A recorder built with `build_recorder` keeps every sample until it is rendered, so
+/// without this a server whose `/metrics` nobody scrapes grows with every request it answers.
+pub(crate) async fn upkeep() {
+    let mut ticks = tokio::time::interval(UPKEEP_INTERVAL);
+    loop {
+        ticks.tick().await;
+        handle().run_upkeep();
+    }
 }
 
 /// `GET /metrics`: the Prometheus text format, with the gauges read at scrape time.
