@@ -10,9 +10,11 @@ use jwthenticator_core::{
     RevokeKeyRequest, RevokeRefreshTokenRequest, TokenResponse, VerifyError, parse_bearer,
 };
 use poem::web::Data;
-use poem::{Endpoint, Request};
+use poem::{Endpoint, IntoResponse, Request};
 use poem_openapi::param::Query;
-use poem_openapi::payload::Json;
+use poem_openapi::payload::{Json, Payload};
+use poem_openapi::registry::{MetaSchemaRef, Registry};
+use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 use uuid::Uuid;
 
@@ -108,7 +110,31 @@ const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2)
 pub(crate) enum JwksResponse {
     /// The public keys that verify live tokens.
     #[oai(status = 200)]
-    Ok(Json<Jwks>, #[oai(header = "Cache-Control")] String),
+    Ok(JwksJson, #[oai(header = "Cache-Control")] String),
+}
+
+/// The JWKS as JSON serialized once per key set, documented as `Json<Jwks>`: `Json` would clone
+/// the key set and build a `serde_json::Value` of it on every request.
+pub(crate) struct JwksJson(bytes::Bytes);
+
+impl Payload for JwksJson {
+    const CONTENT_TYPE: &'static str = <Json<Jwks> as Payload>::CONTENT_TYPE;
+
+    fn schema_ref() -> MetaSchemaRef {
+        Jwks::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        Jwks::register(registry);
+    }
+}
+
+impl IntoResponse for JwksJson {
+    fn into_response(self) -> poem::Response {
+        poem::Response::builder()
+            .content_type(Self::CONTENT_TYPE)
+            .body(self.0)
+    }
 }
 
 /// Answer of `/register_key`.
@@ -266,7 +292,7 @@ impl GeneralApi {
     #[oai(path = "/jwks", method = "get", operation_id = "jwks")]
     async fn jwks(&self, state: Data<&Arc<AppState>>) -> JwksResponse {
         JwksResponse::Ok(
-            Json(state.current_keys().jwks().clone()),
+            JwksJson(state.current_keys().jwks_json().clone()),
             JWKS_CACHE_CONTROL.to_owned(),
         )
     }

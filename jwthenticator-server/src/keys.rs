@@ -13,8 +13,9 @@
 //!    remove it from the list.
 //!
 //! Keys are read with the PKCS#8 and SPKI types the `rsa` crate re-exports and generated with
-//! aws-lc-rs; every signature is made by `jsonwebtoken` on the aws-lc-rs backend (never by the
-//! `rsa` crate, see RUSTSEC-2023-0071). Every `kid` is base64url(SHA-1(SPKI DER)), the Python
+//! aws-lc-rs; every signature is made by aws-lc-rs, the backend `jsonwebtoken` is built with
+//! here (never by the `rsa` crate, see RUSTSEC-2023-0071), from a key parsed once at start.
+//! Every `kid` is base64url(SHA-1(SPKI DER)), the Python
 //! original's scheme, so a key has the same `kid` on every replica, after every restart and in
 //! both implementations.
 
@@ -26,11 +27,11 @@ use std::path::{Path, PathBuf};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, ED25519, EcdsaKeyPair,
-    Ed25519KeyPair, KeyPair, ParsedPublicKey,
+    Ed25519KeyPair, KeyPair, ParsedPublicKey, RsaEncoding, RsaKeyPair,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, EncodingKey};
+use jsonwebtoken::Algorithm;
 use jwthenticator_core::{Claims, Jwk, Jwks, Verifier, VerifyingKey};
 use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey, EncodeRsaPrivateKey};
 use rsa::pkcs8::der::asn1::{AnyRef, BitStringRef};
@@ -562,19 +563,66 @@ impl PrivateKey {
         &self.public
     }
 
-    fn encoding_key(&self) -> Result<EncodingKey, KeyError> {
+    /// The key parsed for signing, as jsonwebtoken's aws-lc-rs backend parses it.
+    fn signing_key(&self) -> Result<SigningKey, KeyError> {
+        let rejected = |e: aws_lc_rs::error::KeyRejected| {
+            KeyError::Invalid(format!("aws-lc-rs refuses the private key: {e}"))
+        };
         Ok(match (&self.secret, self.key_type()) {
             (SecretMaterial::Rsa(key), _) => {
                 let der = key.to_pkcs1_der().map_err(|e| {
                     KeyError::Invalid(format!("cannot encode the private key: {e}"))
                 })?;
-                EncodingKey::from_rsa_der(der.as_bytes())
+                SigningKey::Rsa(RsaKeyPair::from_der(der.as_bytes()).map_err(rejected)?)
             }
-            (SecretMaterial::Pkcs8(document), KeyType::EcP256) => {
-                EncodingKey::from_ec_der(document.as_bytes())
-            }
-            (SecretMaterial::Pkcs8(document), _) => EncodingKey::from_ed_der(document.as_bytes()),
+            (SecretMaterial::Pkcs8(document), KeyType::EcP256) => SigningKey::EcP256(
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, document.as_bytes())
+                    .map_err(rejected)?,
+            ),
+            (SecretMaterial::Pkcs8(document), _) => SigningKey::Ed25519(
+                Ed25519KeyPair::from_pkcs8(document.as_bytes()).map_err(rejected)?,
+            ),
         })
+    }
+}
+
+/// A private key parsed once, ready to sign. `jsonwebtoken::crypto::sign` parses (and, for RSA,
+/// validates) the key again on every call, which costs twice what an RSA-2048 signature does;
+/// signing with the parsed key through the same aws-lc-rs calls gives the same bytes.
+enum SigningKey {
+    Rsa(RsaKeyPair),
+    EcP256(EcdsaKeyPair),
+    Ed25519(Ed25519KeyPair),
+}
+
+impl SigningKey {
+    /// The JWS signature of `message` (RFC 7518 section 3): PKCS#1 v1.5 or PSS for RSA,
+    /// `r || s` for ECDSA, the Ed25519 signature for EdDSA.
+    fn sign(&self, algorithm: Algorithm, message: &[u8]) -> Result<Vec<u8>, String> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        match self {
+            Self::Rsa(pair) => {
+                let padding: &'static dyn RsaEncoding = match algorithm {
+                    Algorithm::RS256 => &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                    Algorithm::RS384 => &aws_lc_rs::signature::RSA_PKCS1_SHA384,
+                    Algorithm::RS512 => &aws_lc_rs::signature::RSA_PKCS1_SHA512,
+                    Algorithm::PS256 => &aws_lc_rs::signature::RSA_PSS_SHA256,
+                    Algorithm::PS384 => &aws_lc_rs::signature::RSA_PSS_SHA384,
+                    Algorithm::PS512 => &aws_lc_rs::signature::RSA_PSS_SHA512,
+                    other => return Err(format!("an RSA key cannot sign {other:?}")),
+                };
+                let mut signature = vec![0; pair.public_modulus_len()];
+                pair.sign(padding, &rng, message, &mut signature)
+                    .map_err(|_| "RSA signing failed".to_owned())?;
+                Ok(signature)
+            }
+            Self::EcP256(pair) => Ok(pair
+                .sign(&rng, message)
+                .map_err(|_| "ECDSA signing failed".to_owned())?
+                .as_ref()
+                .to_vec()),
+            Self::Ed25519(pair) => Ok(pair.sign(message).as_ref().to_vec()),
+        }
     }
 }
 
@@ -593,7 +641,7 @@ fn unsupported_signing_algorithm(algorithm: Algorithm) -> KeyError {
 pub struct Signer {
     kid: String,
     algorithm: Algorithm,
-    key: EncodingKey,
+    key: SigningKey,
     /// The base64url header, identical for every token, computed once.
     header_b64: String,
 }
@@ -608,7 +656,7 @@ impl fmt::Debug for Signer {
 }
 
 impl Signer {
-    fn new(kid: String, algorithm: Algorithm, key: EncodingKey) -> Self {
+    fn new(kid: String, algorithm: Algorithm, key: SigningKey) -> Self {
         let header = serde_json::json!({"alg": algorithm, "kid": kid, "typ": "JWT"});
         let header_b64 = URL_SAFE_NO_PAD.encode(header.to_string());
         Self {
@@ -636,9 +684,12 @@ impl Signer {
         token.push_str(&self.header_b64);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(payload, &mut token);
-        let signature = jsonwebtoken::crypto::sign(token.as_bytes(), &self.key, self.algorithm)?;
+        let signature = self
+            .key
+            .sign(self.algorithm, token.as_bytes())
+            .map_err(jsonwebtoken::errors::ErrorKind::Signing)?;
         token.push('.');
-        token.push_str(&signature);
+        URL_SAFE_NO_PAD.encode_string(signature, &mut token);
         Ok(token)
     }
 }
@@ -715,7 +766,7 @@ impl KeySet {
             jwks.keys.push(jwk);
         }
         let signer = private
-            .map(|key| Ok::<_, KeyError>(Signer::new(public.kid(), algorithm, key.encoding_key()?)))
+            .map(|key| Ok::<_, KeyError>(Signer::new(public.kid(), algorithm, key.signing_key()?)))
             .transpose()?;
         let keys = Self {
             signer,
@@ -1141,6 +1192,58 @@ mod tests {
             ours.public.spki,
             ed.public_key().as_der().expect("der").as_ref()
         );
+    }
+
+    #[test]
+    fn every_algorithm_signs_tokens_its_public_key_verifies_with_jsonwebtoken_s_bytes() {
+        let rsa = PrivateKey::generate(Algorithm::RS256, 2048).expect("rsa");
+        let ec = PrivateKey::generate(Algorithm::ES256, 0).expect("ec");
+        let ed = PrivateKey::generate(Algorithm::EdDSA, 0).expect("ed");
+        let message = b"eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjE3MDAwMDAwMDB9";
+        for (algorithm, key) in [
+            (Algorithm::RS256, &rsa),
+            (Algorithm::RS384, &rsa),
+            (Algorithm::RS512, &rsa),
+            (Algorithm::PS256, &rsa),
+            (Algorithm::PS384, &rsa),
+            (Algorithm::PS512, &rsa),
+            (Algorithm::ES256, &ec),
+            (Algorithm::EdDSA, &ed),
+        ] {
+            // Signs a token and verifies it with the core Verifier, or fails.
+            KeySet::new(algorithm, Some(key), key.public_key(), &[])
+                .unwrap_or_else(|e| panic!("{algorithm:?}: {e}"));
+            let ours = key
+                .signing_key()
+                .expect("parses")
+                .sign(algorithm, message)
+                .expect("signs");
+            let encoding_key = match &key.secret {
+                SecretMaterial::Rsa(rsa) => jsonwebtoken::EncodingKey::from_rsa_der(
+                    rsa.to_pkcs1_der().expect("pkcs1").as_bytes(),
+                ),
+                SecretMaterial::Pkcs8(doc) if algorithm == Algorithm::ES256 => {
+                    jsonwebtoken::EncodingKey::from_ec_der(doc.as_bytes())
+                }
+                SecretMaterial::Pkcs8(doc) => {
+                    jsonwebtoken::EncodingKey::from_ed_der(doc.as_bytes())
+                }
+            };
+            let theirs = jsonwebtoken::crypto::sign(message, &encoding_key, algorithm)
+                .expect("jsonwebtoken signs");
+            // PKCS#1 v1.5 and Ed25519 are deterministic; PSS and ECDSA are randomised.
+            if matches!(
+                algorithm,
+                Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::EdDSA
+            ) {
+                assert_eq!(URL_SAFE_NO_PAD.encode(&ours), theirs, "{algorithm:?}");
+            } else {
+                assert_eq!(
+                    URL_SAFE_NO_PAD.decode(&theirs).expect("b64").len(),
+                    ours.len()
+                );
+            }
+        }
     }
 
     #[test]

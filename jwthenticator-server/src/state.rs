@@ -20,6 +20,8 @@ use crate::store::Store;
 pub struct ActiveKeys {
     set: KeySet,
     verifier: Verifier,
+    /// The JWKS as `/jwks` serves it, serialized once rather than per request.
+    jwks_json: bytes::Bytes,
     signing_key_created: SystemTime,
 }
 
@@ -28,6 +30,11 @@ impl ActiveKeys {
     pub fn new(config: &Config, set: KeySet, signing_key_created: SystemTime) -> Self {
         Self {
             verifier: set.verifier(config),
+            // The bytes `Json<Jwks>` would write (poem-openapi's JSON value: sorted members);
+            // strings and lists only, so serializing cannot fail.
+            jwks_json: serde_json::to_vec(&poem_openapi::types::ToJSON::to_json(set.jwks()))
+                .unwrap_or_default()
+                .into(),
             set,
             signing_key_created,
         }
@@ -46,6 +53,11 @@ impl ActiveKeys {
     /// The public keys as published at `/jwks`.
     pub fn jwks(&self) -> &jwthenticator_core::Jwks {
         self.set.jwks()
+    }
+
+    /// The JWKS serialized as JSON, as `/jwks` serves it.
+    pub fn jwks_json(&self) -> &bytes::Bytes {
+        &self.jwks_json
     }
 
     /// The verifier behind `/validate` and `/validate_request`.
