@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::config::Database;
 
+mod batch;
 mod postgres;
 mod sqlite;
 

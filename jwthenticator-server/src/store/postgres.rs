@@ -10,6 +10,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 use uuid::Uuid;
 
+use super::batch::Batcher;
 use super::{
     KeyRecord, KeySelector, KeySummary, NewRefreshToken, PoolStatus, RefreshTokenRecord,
     Registration, Revoked, Store, StoreError, hash_prefix,
@@ -21,9 +22,27 @@ fn naive(at: DateTime<Utc>) -> NaiveDateTime {
 }
 
 /// A [`Store`] on PostgreSQL.
+///
+/// The two statements of every `/authenticate`, finding the key and storing the refresh token,
+/// are batched across concurrent requests (see [`Batcher`]): under load, PostgreSQL then runs
+/// one statement and one commit for many requests instead of one each.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    key_lookups: Batcher<String, Option<KeyRecord>>,
+    token_inserts: Batcher<OwnedRefreshToken, bool>,
+}
+
+/// Most requests one batched statement carries.
+const MAX_BATCH: usize = 128;
+
+/// A refresh token to store, owned so that it can wait for its batch.
+#[derive(Debug)]
+struct OwnedRefreshToken {
+    token_hash: String,
+    key_id: i64,
+    expires_at: NaiveDateTime,
+    family_id: Uuid,
 }
 
 impl PostgresStore {
@@ -42,14 +61,27 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
-        let store = Self { pool };
-        store.migrate().await?;
-        Ok(store)
+        Self::from_pool(pool).await
     }
 
     /// A store on an existing pool, migrated.
     pub async fn from_pool(pool: PgPool) -> Result<Self, StoreError> {
-        let store = Self { pool };
+        // A quarter of the pool for each kind of batch, so that batches grow under load while
+        // the other statements keep connections of their own.
+        let in_flight = usize::try_from(pool.options().get_max_connections() / 4)
+            .unwrap_or(1)
+            .max(1);
+        let store = Self {
+            key_lookups: Batcher::new(MAX_BATCH, in_flight, {
+                let pool = pool.clone();
+                move |hashes| find_keys(pool.clone(), hashes)
+            }),
+            token_inserts: Batcher::new(MAX_BATCH, in_flight, {
+                let pool = pool.clone();
+                move |tokens| insert_refresh_tokens(pool.clone(), tokens)
+            }),
+            pool,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -133,6 +165,62 @@ where
     })
 }
 
+/// The keys with these hashes, one answer per hash (a hash may come more than once).
+async fn find_keys(
+    pool: PgPool,
+    hashes: Vec<String>,
+) -> Result<Vec<Option<KeyRecord>>, StoreError> {
+    let rows: Vec<(String, i64, Uuid, NaiveDateTime, Option<NaiveDateTime>)> = sqlx::query_as(
+        "SELECT key_hash, id, identifier, expires_at, revoked_at FROM keys
+         WHERE key_hash = ANY($1)",
+    )
+    .bind(&hashes)
+    .fetch_all(&pool)
+    .await?;
+    let found: std::collections::HashMap<String, KeyRecord> = rows
+        .into_iter()
+        .map(|(hash, id, identifier, expires_at, revoked_at)| {
+            let record = KeyRecord {
+                id,
+                identifier,
+                expires_at: expires_at.and_utc(),
+                revoked_at: revoked_at.map(|t| t.and_utc()),
+            };
+            (hash, record)
+        })
+        .collect();
+    Ok(hashes.iter().map(|hash| found.get(hash).cloned()).collect())
+}
+
+/// Stores refresh tokens in one statement; `false` for a token whose key no longer exists (it
+/// is skipped rather than failing the whole batch on the foreign key).
+async fn insert_refresh_tokens(
+    pool: PgPool,
+    tokens: Vec<OwnedRefreshToken>,
+) -> Result<Vec<bool>, StoreError> {
+    let hashes: Vec<&str> = tokens.iter().map(|t| t.token_hash.as_str()).collect();
+    let key_ids: Vec<i64> = tokens.iter().map(|t| t.key_id).collect();
+    let expiries: Vec<NaiveDateTime> = tokens.iter().map(|t| t.expires_at).collect();
+    let families: Vec<Uuid> = tokens.iter().map(|t| t.family_id).collect();
+    let stored: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO refresh_tokens (token_hash, key_id, created, expires_at, family_id)
+         SELECT t.token_hash, t.key_id, $2, t.expires_at, t.family_id
+         FROM UNNEST($1::varchar[], $3::int8[], $4::timestamp[], $5::uuid[])
+              AS t (token_hash, key_id, expires_at, family_id)
+         JOIN keys k ON k.id = t.key_id
+         RETURNING token_hash",
+    )
+    .bind(&hashes)
+    .bind(naive(Utc::now()))
+    .bind(&key_ids)
+    .bind(&expiries)
+    .bind(&families)
+    .fetch_all(&pool)
+    .await?;
+    let stored: std::collections::HashSet<String> = stored.into_iter().collect();
+    Ok(hashes.iter().map(|hash| stored.contains(*hash)).collect())
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     async fn register_key(
@@ -170,35 +258,26 @@ impl Store for PostgresStore {
     }
 
     async fn find_key(&self, key_hash: &str) -> Result<Option<KeyRecord>, StoreError> {
-        let row: Option<(i64, Uuid, NaiveDateTime, Option<NaiveDateTime>)> = sqlx::query_as(
-            "SELECT id, identifier, expires_at, revoked_at FROM keys WHERE key_hash = $1",
-        )
-        .bind(key_hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(
-            row.map(|(id, identifier, expires_at, revoked_at)| KeyRecord {
-                id,
-                identifier,
-                expires_at: expires_at.and_utc(),
-                revoked_at: revoked_at.map(|t| t.and_utc()),
-            }),
-        )
+        self.key_lookups.submit(key_hash.to_owned()).await
     }
 
     async fn insert_refresh_token(&self, token: NewRefreshToken<'_>) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, key_id, created, expires_at, family_id)
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(token.token_hash)
-        .bind(token.key_id)
-        .bind(naive(Utc::now()))
-        .bind(naive(token.expires_at))
-        .bind(token.family_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let stored = self
+            .token_inserts
+            .submit(OwnedRefreshToken {
+                token_hash: token.token_hash.to_owned(),
+                key_id: token.key_id,
+                expires_at: naive(token.expires_at),
+                family_id: token.family_id,
+            })
+            .await?;
+        if stored {
+            Ok(())
+        } else {
+            Err(StoreError::Database(sqlx::Error::Protocol(
+                "the key of the refresh token was deleted meanwhile".to_owned(),
+            )))
+        }
     }
 
     async fn find_refresh_token(
