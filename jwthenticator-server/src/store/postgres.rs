@@ -23,14 +23,16 @@ fn naive(at: DateTime<Utc>) -> NaiveDateTime {
 
 /// A [`Store`] on PostgreSQL.
 ///
-/// The two statements of every `/authenticate`, finding the key and storing the refresh token,
-/// are batched across concurrent requests (see [`Batcher`]): under load, PostgreSQL then runs
-/// one statement and one commit for many requests instead of one each.
+/// The statements of every `/authenticate` (finding the key, storing the refresh token) and
+/// `/refresh` (finding the refresh token) are batched across concurrent requests (see
+/// [`Batcher`]): under load, PostgreSQL then runs one statement and one commit for many
+/// requests instead of one each.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
     key_lookups: Batcher<String, Option<KeyRecord>>,
     token_inserts: Batcher<OwnedRefreshToken, bool>,
+    token_lookups: Batcher<String, Option<RefreshTokenRecord>>,
 }
 
 /// Most requests one batched statement carries.
@@ -66,8 +68,8 @@ impl PostgresStore {
 
     /// A store on an existing pool, migrated.
     pub async fn from_pool(pool: PgPool) -> Result<Self, StoreError> {
-        // A quarter of the pool for each kind of batch, so that batches grow under load while
-        // the other statements keep connections of their own.
+        // A quarter of the pool for each of the three kinds of batch, so that batches grow
+        // under load while the other statements keep connections of their own.
         let in_flight = usize::try_from(pool.options().get_max_connections() / 4)
             .unwrap_or(1)
             .max(1);
@@ -79,6 +81,10 @@ impl PostgresStore {
             token_inserts: Batcher::new(MAX_BATCH, in_flight, {
                 let pool = pool.clone();
                 move |tokens| insert_refresh_tokens(pool.clone(), tokens)
+            }),
+            token_lookups: Batcher::new(MAX_BATCH, in_flight, {
+                let pool = pool.clone();
+                move |hashes| find_refresh_tokens(pool.clone(), hashes)
             }),
             pool,
         };
@@ -119,6 +125,7 @@ async fn create_database(options: &PgConnectOptions) -> Result<(), StoreError> {
 }
 
 type TokenRow = (
+    String,
     i64,
     i64,
     NaiveDateTime,
@@ -188,6 +195,58 @@ async fn find_keys(
             };
             (hash, record)
         })
+        .collect();
+    Ok(hashes.iter().map(|hash| found.get(hash).cloned()).collect())
+}
+
+/// The refresh tokens with these hashes, with what refreshing needs to know of their key and
+/// family, one answer per hash.
+async fn find_refresh_tokens(
+    pool: PgPool,
+    hashes: Vec<String>,
+) -> Result<Vec<Option<RefreshTokenRecord>>, StoreError> {
+    let rows: Vec<TokenRow> = sqlx::query_as(
+        "SELECT r.token_hash, r.id, r.key_id, r.expires_at, r.revoked_at, r.retired_at,
+                r.family_id,
+                EXISTS (SELECT 1 FROM refresh_tokens f WHERE f.family_id = r.family_id
+                        AND f.id > r.id AND (f.retired_at IS NOT NULL OR f.revoked_at IS NOT NULL)),
+                k.identifier, k.revoked_at IS NOT NULL
+         FROM refresh_tokens r
+         JOIN keys k ON k.id = r.key_id
+         WHERE r.token_hash = ANY($1)",
+    )
+    .bind(&hashes)
+    .fetch_all(&pool)
+    .await?;
+    let found: std::collections::HashMap<String, RefreshTokenRecord> = rows
+        .into_iter()
+        .map(
+            |(
+                hash,
+                id,
+                key_id,
+                expires_at,
+                revoked_at,
+                retired_at,
+                family_id,
+                successor_used,
+                identifier,
+                key_revoked,
+            )| {
+                let record = RefreshTokenRecord {
+                    id,
+                    key_id,
+                    expires_at: expires_at.and_utc(),
+                    revoked_at: revoked_at.map(|t| t.and_utc()),
+                    retired_at: retired_at.map(|t| t.and_utc()),
+                    family_id,
+                    successor_used,
+                    identifier,
+                    key_revoked,
+                };
+                (hash, record)
+            },
+        )
         .collect();
     Ok(hashes.iter().map(|hash| found.get(hash).cloned()).collect())
 }
@@ -284,43 +343,7 @@ impl Store for PostgresStore {
         &self,
         token_hash: &str,
     ) -> Result<Option<RefreshTokenRecord>, StoreError> {
-        let row: Option<TokenRow> = sqlx::query_as(
-            "SELECT r.id, r.key_id, r.expires_at, r.revoked_at, r.retired_at, r.family_id,
-                    EXISTS (SELECT 1 FROM refresh_tokens f WHERE f.family_id = r.family_id
-                            AND f.id > r.id AND (f.retired_at IS NOT NULL OR f.revoked_at IS NOT NULL)),
-                    k.identifier, k.revoked_at IS NOT NULL
-             FROM refresh_tokens r
-             JOIN keys k ON k.id = r.key_id
-             WHERE r.token_hash = $1",
-        )
-        .bind(token_hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(
-            |(
-                id,
-                key_id,
-                expires_at,
-                revoked_at,
-                retired_at,
-                family_id,
-                successor_used,
-                identifier,
-                key_revoked,
-            )| {
-                RefreshTokenRecord {
-                    id,
-                    key_id,
-                    expires_at: expires_at.and_utc(),
-                    revoked_at: revoked_at.map(|t| t.and_utc()),
-                    retired_at: retired_at.map(|t| t.and_utc()),
-                    family_id,
-                    successor_used,
-                    identifier,
-                    key_revoked,
-                }
-            },
-        ))
+        self.token_lookups.submit(token_hash.to_owned()).await
     }
 
     async fn rotate_refresh_token(
