@@ -23,7 +23,7 @@
 #   BENCH_BACKENDS="sqlite postgres"
 #   BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432   a server that lets us create a database
 #   BENCH_PORT=18080           first of the three loopback ports used
-#   BENCH_LAYER_TOKENS=50000*BENCH_ROUNDS*BENCH_SLICE   distinct tokens for the "every token new" loads
+#   BENCH_TOKENS=50000*BENCH_ROUNDS*BENCH_SLICE   distinct tokens for the "every token new" loads
 #   BENCH_OUT=$CARGO_TARGET_DIR/bench   where results.tsv, report.md and the server logs go
 #   CARGO_TARGET_DIR           as for cargo (default: target/ of the workspace)
 set -euo pipefail
@@ -36,7 +36,7 @@ WRK_THREADS=${BENCH_WRK_THREADS:-2}
 BACKENDS=${BENCH_BACKENDS:-sqlite postgres}
 POSTGRES_URL=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
 PORT=${BENCH_PORT:-18080}
-LAYER_TOKENS=${BENCH_LAYER_TOKENS:-$((50000 * ROUNDS * SLICE))}
+TOKENS=${BENCH_TOKENS:-$((50000 * ROUNDS * SLICE))}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=${BENCH_OUT:-$CARGO_TARGET_DIR/bench}
 HOST=127.0.0.1
@@ -108,6 +108,11 @@ reset_peak_rss() {
     echo 5 >"/proc/$SERVER_PID/clear_refs" 2>/dev/null || true
 }
 
+# The part of the token file for round $1: no token of an "every token new" load comes twice.
+token_part() {
+    printf '%s/tokens.%03d' "$WORK" $(($1 - 1))
+}
+
 # One slice of load on an endpoint of the server: a `server` record.
 server_load() {
     local backend=$1 endpoint=$2 path=$3 round=$4 fields
@@ -137,7 +142,7 @@ bench_backend() {
         ;;
     *) log "unknown backend $backend" && return 1 ;;
     esac
-    log "server on $backend: $ROUNDS rounds of health, validate, validate_request, jwks, raw sign, authenticate, refresh"
+    log "server on $backend: $ROUNDS rounds of health, validate, validate_request, jwks, raw sign, authenticate, refresh, health_new, validate_request_new"
     HOST=$HOST PORT=$PORT DATABASE_URL=$database_url RSA_PRIVATE_KEY_PATH=$WORK/signing-key.pem \
         RUST_LOG=warn AUTH_FAILURES_PER_IDENTIFIER=0 AUTH_FAILURES_PER_ADDRESS=0 \
         "$SERVER" >"$OUT/server-$backend.log" 2>&1 &
@@ -163,6 +168,12 @@ bench_backend() {
             server_load "$backend" authenticate /authenticate "$round"
         BENCH_METHOD=POST BENCH_BODY="{\"refresh_token\": \"$refresh\", \"identifier\": \"$identifier\"}" \
             server_load "$backend" refresh /refresh "$round"
+        # Every request a token the server has not seen (its cache of verified tokens never
+        # answers), and /health driven the same way (wrk's Lua builds each request) as its baseline.
+        BENCH_TOKENS_FILE=$(token_part "$round") BENCH_THREADS=$WRK_THREADS \
+            server_load "$backend" health_new /health "$round"
+        BENCH_TOKENS_FILE=$(token_part "$round") BENCH_THREADS=$WRK_THREADS \
+            server_load "$backend" validate_request_new /validate_request "$round"
         log "$backend round $round/$ROUNDS done"
     done
 
@@ -178,10 +189,6 @@ layer_load() {
 }
 
 bench_layers() {
-    log "$LAYER_TOKENS distinct RS256 tokens for the tower layers"
-    "$BENCH" tokens --count "$LAYER_TOKENS" --tokens-out "$WORK/tokens.txt" --jwks-out "$WORK/jwks.json"
-    # One part per round, so that no token of the "every token new" loads comes twice.
-    split -n "l/$ROUNDS" -d -a 3 "$WORK/tokens.txt" "$WORK/tokens."
     local first port layers=(none jwthenticator oauth2)
     first=$(head -n 1 "$WORK/tokens.txt")
     for index in "${!layers[@]}"; do
@@ -196,7 +203,7 @@ bench_layers() {
     log "tower layers: $ROUNDS rounds of none, jwthenticator, oauth2, with a repeated token and with every token new"
     for round in $(seq 1 "$ROUNDS"); do
         local part
-        part=$(printf '%s/tokens.%03d' "$WORK" $((round - 1)))
+        part=$(token_part "$round")
         crypto_baseline layers "$SLICE" raw
         for index in "${!layers[@]}"; do
             BENCH_BEARER=$first layer_load "${layers[$index]}" repeated "$round" $((PORT + index))
@@ -248,6 +255,11 @@ BENCH=$CARGO_TARGET_DIR/release/jwthenticator-bench
 } >>"$RESULTS"
 
 "$SERVER" keygen --algorithm RS256 --private-key-out "$WORK/signing-key.pem" >/dev/null
+log "$TOKENS distinct RS256 tokens signed with the server's key, and its JWKS"
+"$BENCH" tokens --count "$TOKENS" --private-key "$WORK/signing-key.pem" \
+    --tokens-out "$WORK/tokens.txt" --jwks-out "$WORK/jwks.json"
+# One part per round, so that no token of an "every token new" load comes twice.
+split -n "l/$ROUNDS" -d -a 3 "$WORK/tokens.txt" "$WORK/tokens."
 
 log "raw RS256 rates (start of the run)"
 crypto_baseline start 3 all

@@ -19,10 +19,8 @@ use aws_lc_rs::signature::{
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey};
-use jwthenticator_core::Jwk;
 use rsa::pkcs1::EncodeRsaPrivateKey;
 use rsa::pkcs8::DecodePrivateKey;
-use rsa::traits::PublicKeyParts;
 
 /// The signing input of a typical JWThenticator RS256 token (header and claims, base64url).
 pub(crate) const SIGNING_INPUT: &[u8] = b"eyJhbGciOiJSUzI1NiIsImtpZCI6IktlVnRyRzdSYkxVdWpZVkh3OHFTZmdSVEtBbyIsInR5cCI6IkpXVCJ9.eyJ0b2tlbl9pZCI6IjZmMWM2YjNlLTJmNTUtNGJiNC05YjQzLTRkMWYzZjFiMmMzZCIsImlkZW50aWZpZXIiOiIwYTllMGI1NC04YzFjLTRjNDktOGJiNi0wYTVlMGNmMGYzYTEiLCJpYXQiOjE3MDAwMDAwMDAsImV4cCI6MTcwMDA5MDAwMH0";
@@ -33,9 +31,6 @@ pub(crate) struct RsaKey {
     pub(crate) pair: KeyPair,
     /// The PKCS#1 DER of the private key, as `jsonwebtoken::EncodingKey::from_rsa_der` takes it.
     pub(crate) pkcs1: Vec<u8>,
-    /// base64url modulus and exponent.
-    n: String,
-    e: String,
 }
 
 impl RsaKey {
@@ -46,15 +41,8 @@ impl RsaKey {
         let private = rsa::RsaPrivateKey::from_pkcs8_der(pkcs8.as_ref())?;
         Ok(Self {
             pkcs1: private.to_pkcs1_der()?.as_bytes().to_vec(),
-            n: URL_SAFE_NO_PAD.encode(private.n().to_bytes_be()),
-            e: URL_SAFE_NO_PAD.encode(private.e().to_bytes_be()),
             pair,
         })
-    }
-
-    /// The public key as an RS256 JWK.
-    pub(crate) fn jwk(&self, kid: &str) -> Jwk {
-        Jwk::rsa(kid, "RS256", self.n.clone(), self.e.clone())
     }
 
     /// The RS256 signature of `message`, base64url.

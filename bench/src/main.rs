@@ -2,8 +2,8 @@
 //!
 //! - `crypto`: the machine's raw RS256 sign and verify rates on every core, on aws-lc-rs (the
 //!   server's and the verifier's backend): the baselines the token endpoints are measured against.
-//! - `tokens`: an RSA key, its JWKS, and as many distinct RS256 tokens as asked, for the
-//!   "every token new" runs of the tower layers.
+//! - `tokens`: the JWKS of the server's key and as many distinct RS256 tokens signed with it as
+//!   asked, for the "every token new" loads of the server and the tower layers.
 //! - `protected`: one axum handler on loopback, unprotected, behind `jwthenticator-tower`, or
 //!   behind `tower-oauth2-resource-server`, each with the same JWKS.
 //! - `client`: the reqwest middleware's per-request cost against a plain client, interleaved.
@@ -42,11 +42,14 @@ enum Command {
         #[arg(long, value_enum, default_value_t = crypto::Which::All)]
         which: crypto::Which,
     },
-    /// An RSA-2048 key, its JWKS, and `count` distinct RS256 tokens, one per line.
+    /// The JWKS of the server's key, and `count` distinct RS256 tokens it signed, one per line.
     Tokens {
         /// How many tokens.
         #[arg(long)]
         count: usize,
+        /// The server's signing key (PEM), as `RSA_PRIVATE_KEY_PATH` names it.
+        #[arg(long)]
+        private_key: PathBuf,
         /// Where the tokens go.
         #[arg(long)]
         tokens_out: PathBuf,
@@ -95,10 +98,11 @@ fn main() -> anyhow::Result<()> {
         } => crypto::run(threads, seconds, which),
         Command::Tokens {
             count,
+            private_key,
             tokens_out,
             jwks_out,
             lifetime,
-        } => tokens::run(count, &tokens_out, &jwks_out, lifetime),
+        } => tokens::run(count, &private_key, &tokens_out, &jwks_out, lifetime),
         Command::Protected {
             listen,
             jwks,

@@ -1,5 +1,7 @@
-//! `tokens`: a JWKS and many distinct RS256 tokens of the JWThenticator shape, signed on every
-//! core, so that the "every token new" runs never present a token twice.
+//! `tokens`: the JWKS of the server's signing key and many distinct RS256 tokens signed with it,
+//! exactly as the server signs them (its own key loading and signer), on every core, so that the
+//! "every token new" loads never present a token twice, and the server and the tower layers can
+//! verify the same tokens.
 
 use std::fs;
 use std::io::{BufWriter, Write};
@@ -7,32 +9,31 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jwthenticator_core::{Claims, Jwks};
+use clap::Parser;
+use jwthenticator_core::Claims;
+use jwthenticator_server::Config;
 use uuid::Uuid;
 
-use crate::crypto::RsaKey;
-
-/// The `kid` of the benchmark key.
-const KID: &str = "jwthenticator-bench";
-
-/// Writes the JWKS of a new key to `jwks_out` and `count` tokens it signed to `tokens_out`.
+/// Writes the JWKS of the key in `private_key` (a PEM file, as `RSA_PRIVATE_KEY_PATH` takes it)
+/// to `jwks_out` and `count` tokens it signed to `tokens_out`.
 pub(crate) fn run(
     count: usize,
+    private_key: &Path,
     tokens_out: &Path,
     jwks_out: &Path,
     lifetime: i64,
 ) -> anyhow::Result<()> {
-    let key = RsaKey::generate()?;
-    let jwks = Jwks {
-        keys: vec![key.jwk(KID)],
-    };
-    fs::write(jwks_out, serde_json::to_vec(&jwks)?)
+    let config = Config::try_parse_from([
+        "jwthenticator-server".as_ref(),
+        "--rsa-private-key-path".as_ref(),
+        private_key.as_os_str(),
+    ])?;
+    let keys = jwthenticator_server::keys::load(&config, None)
+        .with_context(|| format!("loading {}", private_key.display()))?;
+    let signer = keys.signer().context("the key file holds no private key")?;
+    fs::write(jwks_out, serde_json::to_vec(keys.jwks())?)
         .with_context(|| format!("writing {}", jwks_out.display()))?;
 
-    let header = serde_json::json!({"alg": "RS256", "kid": KID, "typ": "JWT"});
-    let header = URL_SAFE_NO_PAD.encode(header.to_string());
     let now = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())?;
     let identifier = Uuid::new_v4();
     let threads = std::thread::available_parallelism()?.get();
@@ -40,7 +41,6 @@ pub(crate) fn run(
     let chunks = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|thread| {
-                let (key, header) = (&key, &header);
                 let mine = per_thread.min(count.saturating_sub(thread * per_thread));
                 scope.spawn(move || -> anyhow::Result<Vec<String>> {
                     (0..mine)
@@ -55,10 +55,7 @@ pub(crate) fn run(
                                 nbf: None,
                                 extra: serde_json::Map::new(),
                             };
-                            let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims)?);
-                            let input = format!("{header}.{payload}");
-                            let signature = key.sign_b64(input.as_bytes())?;
-                            Ok(format!("{input}.{signature}"))
+                            Ok(signer.sign(&claims)?)
                         })
                         .collect()
                 })
