@@ -1,6 +1,7 @@
 //! Shared building blocks of JWThenticator: the JSON wire types of the server's API, the JWT
-//! [`Claims`], the JWKS types, `Authorization: Bearer` parsing and the one [`Verifier`] that the
-//! server's `/validate`, its `/validate_request` and the tower layer all use.
+//! [`Claims`], the JWKS types, `Authorization: Bearer` parsing, the one [`Verifier`] that the
+//! server's `/validate`, its `/validate_request` and the tower layer all use, and the
+//! [`TokenCache`] of tokens they have verified.
 //!
 //! This crate does no I/O. With the `openapi` feature the wire types also derive
 //! `poem_openapi::Object`, so the server's OpenAPI document is generated from these very structs
@@ -28,6 +29,7 @@
 mod bearer;
 mod claims;
 mod jwks;
+mod token_cache;
 mod verifier;
 mod wire;
 
@@ -35,6 +37,7 @@ pub use bearer::{BearerError, parse_bearer};
 pub use claims::{Audience, Claims};
 pub use jsonwebtoken::Algorithm;
 pub use jwks::{Jwk, Jwks};
+pub use token_cache::{TokenCache, TokenHash};
 pub use verifier::{
     DEFAULT_LEEWAY_SECS, KeyError, MAX_TOKEN_LEN, Verifier, VerifierBuilder, VerifyError,
     VerifyErrorKind, VerifyingKey,

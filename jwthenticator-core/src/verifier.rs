@@ -13,7 +13,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
-use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor,
+};
 
 use crate::claims::{Audience, Claims};
 use crate::jwks::{Jwk, Jwks};
@@ -276,6 +278,7 @@ pub struct VerifierBuilder {
     issuer: Option<String>,
     leeway: u64,
     max_lifetime: Option<u64>,
+    required_claims: Vec<String>,
 }
 
 impl Default for VerifierBuilder {
@@ -286,6 +289,7 @@ impl Default for VerifierBuilder {
             issuer: None,
             leeway: DEFAULT_LEEWAY_SECS,
             max_lifetime: None,
+            required_claims: Vec::new(),
         }
     }
 }
@@ -326,6 +330,15 @@ impl VerifierBuilder {
         self
     }
 
+    /// Require these claims to be present, and not `null`, in every token.
+    pub fn with_required_claims<S: Into<String>>(
+        mut self,
+        claims: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.required_claims = claims.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// A verifier for the signature keys of a JWKS. Keys it cannot use (encryption keys,
     /// symmetric keys, algorithms not accepted) are skipped, as a JWKS may hold keys for
     /// other purposes.
@@ -357,6 +370,13 @@ impl VerifierBuilder {
                 None => keys_without_kid.push(key),
             }
         }
+        // Each name once: `RequiredClaims` records a claim's presence in the flag of its first.
+        let mut required_claims = Vec::with_capacity(self.required_claims.len());
+        for name in self.required_claims {
+            if !required_claims.contains(&name) {
+                required_claims.push(name);
+            }
+        }
         Verifier {
             by_kid,
             keys_without_kid,
@@ -366,6 +386,7 @@ impl VerifierBuilder {
             max_lifetime: self
                 .max_lifetime
                 .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+            required_claims,
         }
     }
 }
@@ -380,6 +401,7 @@ pub struct Verifier {
     issuer: Option<String>,
     leeway: i64,
     max_lifetime: Option<i64>,
+    required_claims: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -396,6 +418,61 @@ struct RegisteredClaims {
     iat: Option<i64>,
     aud: Option<Audience>,
     iss: Option<String>,
+}
+
+/// Reads a claims set for which of these claims it holds with a value other than `null`, a
+/// flag per name, without building the values (nor, unless escaped, the names).
+struct RequiredClaims<'a>(&'a [String]);
+
+impl<'de> DeserializeSeed<'de> for RequiredClaims<'_> {
+    type Value = Vec<bool>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Vec<bool>, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RequiredClaims<'_> {
+    type Value = Vec<bool>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<bool>, A::Error> {
+        let mut present = vec![false; self.0.len()];
+        while let Some(index) = map.next_key_seed(ClaimName(self.0))? {
+            let value: Option<IgnoredAny> = map.next_value()?;
+            if let Some(index) = index {
+                // The last of duplicate members counts, as in a `serde_json::Map`.
+                present[index] = value.is_some();
+            }
+        }
+        Ok(present)
+    }
+}
+
+/// A member name of a claims set, read as its position among the required claims.
+struct ClaimName<'a>(&'a [String]);
+
+impl<'de> DeserializeSeed<'de> for ClaimName<'_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<usize>, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ClaimName<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a claim name")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<Option<usize>, E> {
+        Ok(self.0.iter().position(|required| required == name))
+    }
 }
 
 fn malformed(detail: impl Into<String>) -> VerifyError {
@@ -463,14 +540,26 @@ impl Verifier {
         token: &str,
         now: i64,
     ) -> Result<C, VerifyError> {
+        self.verify_as_with_exp_at(token, now)
+            .map(|(claims, _)| claims)
+    }
+
+    /// [`Verifier::verify_as_at`], also returning the token's `exp`, which a
+    /// [`TokenCache`](crate::TokenCache) entry needs whatever `C` is.
+    pub fn verify_as_with_exp_at<C: DeserializeOwned>(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<(C, i64), VerifyError> {
         let payload = self.verify_signature(token)?;
-        self.check_claims(&payload, now)?;
-        serde_json::from_slice(&payload).map_err(|e| {
+        let exp = self.check_claims(&payload, now)?;
+        let claims = serde_json::from_slice(&payload).map_err(|e| {
             VerifyError::new(
                 VerifyErrorKind::InvalidClaims,
                 format!("invalid claims: {e}"),
             )
-        })
+        })?;
+        Ok((claims, exp))
     }
 
     /// The `kid` of a token's header, without verifying anything. Used by caches to decide
@@ -559,7 +648,8 @@ impl Verifier {
         }
     }
 
-    fn check_claims(&self, payload: &[u8], now: i64) -> Result<(), VerifyError> {
+    /// Checks the claims the verifier is configured for; returns `exp`.
+    fn check_claims(&self, payload: &[u8], now: i64) -> Result<i64, VerifyError> {
         let invalid = |detail: String| VerifyError::new(VerifyErrorKind::InvalidClaims, detail);
         let claims: RegisteredClaims =
             from_json_object(payload).map_err(|e| invalid(format!("invalid claims: {e}")))?;
@@ -617,7 +707,18 @@ impl Verifier {
                 "the token's `iss` is not the accepted issuer",
             ));
         }
-        Ok(())
+        if !self.required_claims.is_empty() {
+            let present = RequiredClaims(&self.required_claims)
+                .deserialize(&mut serde_json::Deserializer::from_slice(payload))
+                .map_err(|e| invalid(format!("invalid claims: {e}")))?;
+            let mut missing = self.required_claims.iter().zip(present).filter(|(_, p)| !p);
+            if let Some((name, _)) = missing.next() {
+                return Err(invalid(format!(
+                    "the token lacks the required `{name}` claim"
+                )));
+            }
+        }
+        Ok(exp)
     }
 }
 

@@ -1008,6 +1008,75 @@ fn iss_must_equal_the_configured_issuer() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Required claims.
+
+fn required_claims_verifier() -> Verifier {
+    // `scope` twice: listing a claim again must not make it impossible to satisfy.
+    verifier_from(Verifier::builder().with_required_claims(["scope", "tenant", "scope"]))
+}
+
+#[test]
+fn required_claims_must_be_present_and_not_null() {
+    let verifier = required_claims_verifier();
+    let mut payload = claims();
+    payload["scope"] = json!("orders:read");
+    let err = verifier
+        .verify_at(&rsa_token(&payload), NOW)
+        .expect_err("no tenant");
+    assert_eq!(err.kind(), VerifyErrorKind::InvalidClaims);
+    assert!(err.to_string().contains("`tenant`"), "{err}");
+
+    payload["tenant"] = json!(null);
+    assert_eq!(
+        rejection(&verifier, &rsa_token(&payload)),
+        VerifyErrorKind::InvalidClaims
+    );
+
+    for tenant in [json!("acme"), json!(0), json!(false), json!([]), json!({})] {
+        payload["tenant"] = tenant.clone();
+        let claims = accepted(&verifier, &rsa_token(&payload));
+        assert_eq!(claims.extra.get("tenant"), Some(&tenant));
+    }
+}
+
+#[test]
+fn a_required_claim_is_found_by_its_unescaped_name_and_its_last_value() {
+    let verifier = required_claims_verifier();
+    let base = payload_with_raw_exp(&(NOW + 300).to_string());
+    let with = |members: &str| {
+        forge_text(
+            &rsa_header().to_string(),
+            &base.replace('}', &format!(",{members}}}")),
+            by_our_rsa_key(),
+        )
+    };
+    verifier
+        .verify_at(&with(r#""\u0073cope":"a","tenant":"t""#), NOW)
+        .expect("an escaped name is the same name");
+    assert_eq!(
+        rejection(&verifier, &with(r#""scope":"a","tenant":"t","scope":null"#)),
+        VerifyErrorKind::InvalidClaims
+    );
+}
+
+#[test]
+fn other_checks_come_before_the_required_claims() {
+    let verifier = required_claims_verifier();
+    assert_eq!(
+        rejection(&verifier, &rsa_token(&claims_expiring_at(NOW - 3600))),
+        VerifyErrorKind::Expired
+    );
+}
+
+#[test]
+fn verify_as_with_exp_at_returns_the_exp_whatever_the_claims_type() {
+    let (_, exp) = verifier()
+        .verify_as_with_exp_at::<serde::de::IgnoredAny>(&rsa_token(&claims()), NOW)
+        .expect("verifies");
+    assert_eq!(exp, NOW + 300);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Malformed tokens.
 
 #[test]

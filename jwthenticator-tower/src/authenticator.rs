@@ -9,13 +9,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
-use jwthenticator_core::{BearerError, VerifyErrorKind, parse_bearer};
+use jwthenticator_core::{BearerError, TokenCache, VerifyErrorKind, parse_bearer};
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
 
 use crate::error::AuthError;
-use crate::jwks::{KeySet, KeyStore};
-use crate::token_cache::{TokenCache, TokenHash};
+use crate::jwks::KeyStore;
 
 /// The verification of a request that waits for a JWKS fetch.
 pub(crate) type VerifyFuture<C> =
@@ -34,7 +32,6 @@ pub(crate) enum Decision<C> {
 pub(crate) struct Authenticator<C> {
     pub(crate) keys: Arc<KeyStore>,
     pub(crate) tokens: Option<TokenCache<C>>,
-    pub(crate) required_claims: Vec<String>,
     pub(crate) leeway: i64,
     pub(crate) optional: bool,
 }
@@ -44,7 +41,6 @@ impl<C> fmt::Debug for Authenticator<C> {
         f.debug_struct("Authenticator")
             .field("keys", &self.keys)
             .field("tokens", &self.tokens)
-            .field("required_claims", &self.required_claims)
             .field("leeway", &self.leeway)
             .field("optional", &self.optional)
             .finish()
@@ -94,20 +90,32 @@ where
     fn check(&self, token: &str, may_refetch: bool) -> Check<C> {
         // Read before the keys, so a fetch that lands in between is noticed (see `refetch`).
         let seen = self.keys.fetch_count();
-        let Some(keys) = self.keys.usable() else {
+        let loaded = self.keys.load();
+        let Some(keys) = self.keys.usable(&loaded) else {
             return match self.keys.may_refetch() {
                 Ok(()) if may_refetch => Check::Refetch { seen },
                 _ => Check::Done(Err(AuthError::keys_unavailable(self.keys.retry_after()))),
             };
         };
-        let hash = self.tokens.as_ref().map(|_| TokenCache::<C>::hash(token));
-        if let (Some(tokens), Some(hash)) = (&self.tokens, &hash)
-            && let Some(claims) = tokens.get(hash, keys.epoch, now_unix(), self.leeway)
+        let now = now_unix();
+        let cache = self
+            .tokens
+            .as_ref()
+            .map(|tokens| (tokens, TokenCache::<C>::hash(token)));
+        if let Some((tokens, hash)) = &cache
+            && let Some(claims) = tokens.get(hash, keys.epoch, now, self.leeway)
         {
             return Check::Done(Ok(claims));
         }
-        match keys.verifier.verify_as::<Map<String, Value>>(token) {
-            Ok(claims) => Check::Done(self.accept(claims, hash, &keys)),
+        // The verifier checks everything, required claims included, so what it accepts may be
+        // cached.
+        match keys.verifier.verify_as_with_exp_at::<C>(token, now) {
+            Ok((claims, exp)) => {
+                if let Some((tokens, hash)) = cache {
+                    tokens.insert(hash, claims.clone(), exp, keys.epoch);
+                }
+                Check::Done(Ok(claims))
+            }
             Err(error)
                 if error.kind() == VerifyErrorKind::UnknownKeyId
                     && may_refetch
@@ -117,33 +125,6 @@ where
             }
             Err(error) => Check::Done(Err(error.into())),
         }
-    }
-
-    /// Applies the checks the core verifier does not know about, and caches the result.
-    fn accept(
-        &self,
-        claims: Map<String, Value>,
-        hash: Option<TokenHash>,
-        keys: &KeySet,
-    ) -> Result<C, AuthError> {
-        let invalid = |message: String| AuthError::invalid(VerifyErrorKind::InvalidClaims, message);
-        if let Some(missing) = self
-            .required_claims
-            .iter()
-            .find(|name| claims.get(name.as_str()).is_none_or(Value::is_null))
-        {
-            return Err(invalid(format!(
-                "the token lacks the required `{missing}` claim"
-            )));
-        }
-        // The verifier has checked that `exp` is present and an integer.
-        let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
-        let claims: C = serde_json::from_value(Value::Object(claims))
-            .map_err(|e| invalid(format!("invalid claims: {e}")))?;
-        if let (Some(tokens), Some(hash)) = (&self.tokens, hash) {
-            tokens.insert(hash, claims.clone(), exp, keys.epoch);
-        }
-        Ok(claims)
     }
 }
 

@@ -26,12 +26,11 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<S, ReqBody, C, R, F, Res> {
-        /// Waiting for a JWKS refetch before the token can be judged.
+        /// Waiting for a JWKS refetch before the token can be judged. Boxed, as it is rare,
+        /// so that the future of every other request stays small.
         Verifying {
             verify: VerifyFuture<C>,
-            request: Option<Request<ReqBody>>,
-            inner: S,
-            rejection: R,
+            pending: Option<Box<Pending<S, ReqBody, R>>>,
         },
         /// The token is valid; the inner service is answering.
         Authorized {
@@ -43,6 +42,13 @@ pin_project! {
             response: Option<Res>,
         },
     }
+}
+
+/// What a request waiting for a refetch needs once its token is judged.
+struct Pending<S, ReqBody, R> {
+    request: Request<ReqBody>,
+    inner: S,
+    rejection: R,
 }
 
 impl<S, ReqBody, C, R> ResponseFuture<S, ReqBody, C, R>
@@ -58,9 +64,11 @@ where
         Self {
             state: State::Verifying {
                 verify,
-                request: Some(request),
-                inner,
-                rejection,
+                pending: Some(Box::new(Pending {
+                    request,
+                    inner,
+                    rejection,
+                })),
             },
         }
     }
@@ -92,14 +100,13 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Verifying {
-                    verify,
-                    request,
-                    inner,
-                    rejection,
-                } => {
+                StateProj::Verifying { verify, pending } => {
                     let verdict = ready!(verify.as_mut().poll(cx));
-                    let mut request = request.take().expect("polled after completion");
+                    let Pending {
+                        mut request,
+                        mut inner,
+                        rejection,
+                    } = *pending.take().expect("polled after completion");
                     match verdict {
                         Ok(claims) => {
                             if let Some(claims) = claims {
@@ -109,7 +116,7 @@ where
                             this.state.set(State::Authorized { future });
                         }
                         Err(error) => {
-                            let response = reject(rejection, error, request);
+                            let response = reject(&rejection, error, request);
                             this.state.set(State::Rejected { response: None });
                             return Poll::Ready(Ok(response));
                         }

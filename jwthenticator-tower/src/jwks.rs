@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwapOption, Guard};
 use http::header::{ACCEPT, CACHE_CONTROL, HeaderMap};
 use jwthenticator_core::{Jwks, Verifier, VerifierBuilder};
 use tokio::time::Instant;
@@ -155,10 +155,16 @@ impl KeyStore {
             .map_or(0, |remote| remote.completed.load(Ordering::SeqCst))
     }
 
-    /// The current keys, unless there are none or they are older than the maximum staleness.
-    /// Lock-free.
-    pub(crate) fn usable(&self) -> Option<Arc<KeySet>> {
-        let keys = self.current.load_full()?;
+    /// The current keys, for [`KeyStore::usable`]. Lock-free, and without touching the key
+    /// set's reference count, which every request would otherwise write to.
+    pub(crate) fn load(&self) -> Guard<Option<Arc<KeySet>>> {
+        self.current.load()
+    }
+
+    /// The keys `load` returned, unless there are none or they are older than the maximum
+    /// staleness.
+    pub(crate) fn usable<'a>(&self, loaded: &'a Option<Arc<KeySet>>) -> Option<&'a KeySet> {
+        let keys = loaded.as_deref()?;
         match &self.remote {
             Some(remote) if keys.fetched_at.elapsed() > remote.policy.max_staleness => None,
             _ => Some(keys),

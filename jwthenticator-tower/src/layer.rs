@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jwthenticator_core::{Algorithm, Claims, DEFAULT_LEEWAY_SECS, Jwk, Jwks, Verifier};
+use jwthenticator_core::{Algorithm, Claims, DEFAULT_LEEWAY_SECS, Jwk, Jwks, TokenCache, Verifier};
 use serde::de::DeserializeOwned;
 use tower_layer::Layer;
 use url::Url;
@@ -17,7 +17,6 @@ use crate::error::{ConfigError, JwksError};
 use crate::jwks::{KeyStore, RefreshPolicy};
 use crate::rejection::{DefaultRejection, GrpcMode};
 use crate::service::JwtAuthService;
-use crate::token_cache::TokenCache;
 
 /// Default number of verified tokens remembered.
 const DEFAULT_TOKEN_CACHE_SIZE: usize = 10_000;
@@ -407,7 +406,8 @@ impl Config {
         let mut builder = Verifier::builder()
             .with_algorithms(self.algorithms.iter().copied())
             .with_audiences(self.audiences.iter().cloned())
-            .with_leeway(self.leeway.as_secs());
+            .with_leeway(self.leeway.as_secs())
+            .with_required_claims(self.required_claims.iter().cloned());
         if let Some(issuer) = &self.issuer {
             builder = builder.with_issuer(issuer.clone());
         }
@@ -433,7 +433,6 @@ impl Config {
         Authenticator {
             keys: Arc::new(keys),
             tokens: (self.token_cache_size > 0).then(|| TokenCache::new(self.token_cache_size)),
-            required_claims: self.required_claims.clone(),
             leeway: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
             optional: self.optional,
         }

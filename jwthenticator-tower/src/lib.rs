@@ -79,7 +79,6 @@ mod jwks;
 mod layer;
 pub mod rejection;
 mod service;
-mod token_cache;
 
 pub use error::{AuthError, AuthErrorKind, ConfigError, JwksError, JwksErrorKind};
 #[cfg(feature = "axum")]
