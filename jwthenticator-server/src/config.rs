@@ -94,6 +94,12 @@ pub struct Config {
     #[arg(long, env = "JWT_LEEWAY", default_value_t = jwthenticator_core::DEFAULT_LEEWAY_SECS)]
     pub jwt_leeway: u64,
 
+    /// How many validated tokens `/validate` and `/validate_request` remember (0: none). A
+    /// token seen again is answered without its signature check until its `exp`; only tokens
+    /// that passed every check are remembered, by their SHA-256.
+    #[arg(long, env = "VALIDATION_CACHE_SIZE", default_value_t = 10_000)]
+    pub validation_cache_size: usize,
+
     /// Lifetime of a registered key, in seconds (120 days; registering again extends it).
     #[arg(long, env = "KEY_EXPIRY", default_value_t = 120 * 86_400)]
     pub key_expiry: u64,

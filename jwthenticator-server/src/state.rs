@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use chrono::Utc;
-use jwthenticator_core::{Audience, Claims, Verifier};
+use jwthenticator_core::{Audience, Claims, TokenCache, Verifier, VerifyError};
 use uuid::Uuid;
 
 use crate::config::Config;
@@ -22,6 +22,10 @@ pub struct ActiveKeys {
     verifier: Verifier,
     /// The JWKS as `/jwks` serves it, serialized once rather than per request.
     jwks_json: bytes::Bytes,
+    /// Tokens this verifier accepted, until their `exp`: gateways present the same token on
+    /// every request of a client. New keys come with an empty cache.
+    validated: Option<TokenCache<()>>,
+    leeway: i64,
     signing_key_created: SystemTime,
 }
 
@@ -35,9 +39,28 @@ impl ActiveKeys {
             jwks_json: serde_json::to_vec(&poem_openapi::types::ToJSON::to_json(set.jwks()))
                 .unwrap_or_default()
                 .into(),
+            validated: (config.validation_cache_size > 0)
+                .then(|| TokenCache::new(config.validation_cache_size)),
+            leeway: i64::try_from(config.jwt_leeway).unwrap_or(i64::MAX),
             set,
             signing_key_created,
         }
+    }
+
+    /// Whether `token` is valid now, as [`Verifier::verify`] decides, answered from the cache
+    /// of validated tokens when it was accepted before and has not expired since.
+    pub fn validate(&self, token: &str) -> Result<(), VerifyError> {
+        let Some(validated) = &self.validated else {
+            return self.verifier.verify(token).map(drop);
+        };
+        let hash = TokenCache::<()>::hash(token);
+        let now = Utc::now().timestamp();
+        if validated.get(&hash, 0, now, self.leeway).is_some() {
+            return Ok(());
+        }
+        let (serde::de::IgnoredAny, exp) = self.verifier.verify_as_with_exp_at(token, now)?;
+        validated.insert(hash, (), exp, 0);
+        Ok(())
     }
 
     /// The signer and the published keys.

@@ -169,12 +169,17 @@ mod tests {
         let batcher = Batcher::new(8, 2, |_: Vec<u32>| async {
             Err::<Vec<()>, _>(StoreError::Unavailable(sqlx::Error::PoolTimedOut))
         });
-        let answers =
-            futures_util::future::join_all((0..5).map(|n| batcher.submit(n))).await;
+        let answers = futures_util::future::join_all((0..5).map(|n| batcher.submit(n))).await;
         for answer in answers {
-            assert!(matches!(answer, Err(StoreError::Unavailable(_))), "{answer:?}");
+            assert!(
+                matches!(answer, Err(StoreError::Unavailable(_))),
+                "{answer:?}"
+            );
         }
         let batcher = Batcher::new(8, 2, |_: Vec<u32>| async { Ok(vec![(); 0]) });
-        assert!(matches!(batcher.submit(1).await, Err(StoreError::Database(_))));
+        assert!(matches!(
+            batcher.submit(1).await,
+            Err(StoreError::Database(_))
+        ));
     }
 }

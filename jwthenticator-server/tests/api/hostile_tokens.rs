@@ -248,7 +248,41 @@ async fn a_token_longer_than_the_body_field_limit_is_a_400_at_validate_and_401_a
     );
 }
 
+/// A token validated once is answered from the server's cache of validated tokens, but only
+/// until its `exp`: the cache never outlives the token, and turning it off changes no answer.
+async fn validated_tokens_are_remembered_only_until_they_expire(backend: Backend) {
+    for cache_size in ["10000", "0"] {
+        let app = TestApp::with_args(
+            backend,
+            &["--jwt-leeway", "0", "--validation-cache-size", cache_size],
+        )
+        .await;
+        let header = json!({"alg": "RS256", "kid": app.kid(), "typ": "JWT"});
+        let token = sign_rsa(
+            private_key_pem(),
+            Algorithm::RS256,
+            &header,
+            &claims_json(2),
+        );
+        let bearer = format!("Bearer {token}");
+        for _ in 0..3 {
+            assert_eq!(app.post("/validate", json!({"jwt": token})).await.0, 200);
+            assert_eq!(app.validate_request(Some(&bearer)).await.0, 200);
+        }
+        // The same claims with another signature are not the cached token.
+        let forged = format!("{}x", &token[..token.len() - 1]);
+        assert_eq!(app.post("/validate", json!({"jwt": forged})).await.0, 401);
+
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        let (status, body) = app.post("/validate", json!({"jwt": token})).await;
+        assert_eq!(status, 401, "cache size {cache_size}: {body}");
+        assert_eq!(body["message"], "the token has expired", "{body}");
+        assert_eq!(app.validate_request(Some(&bearer)).await.0, 401);
+    }
+}
+
 on_both_backends!(
+    validated_tokens_are_remembered_only_until_they_expire,
     hostile_tokens_are_rejected_with_401_never_5xx,
     a_token_longer_than_the_body_field_limit_is_a_400_at_validate_and_401_at_validate_request,
 );
