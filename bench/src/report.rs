@@ -264,7 +264,11 @@ fn server_rows(backend: &str) -> [(&'static str, Baseline, Target); 8] {
     let authenticate = if backend == "postgres" { 0.45 } else { 0.30 };
     [
         ("health", Baseline::Health, Target::None),
-        ("authenticate", Baseline::Sign, Target::AtLeast(authenticate)),
+        (
+            "authenticate",
+            Baseline::Sign,
+            Target::AtLeast(authenticate),
+        ),
         ("refresh", Baseline::Sign, on_postgres(0.50)),
         ("validate", Baseline::Health, on_postgres(0.60)),
         ("validate_request", Baseline::Health, on_postgres(0.60)),
