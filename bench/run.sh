@@ -13,7 +13,7 @@
 # compared with it see the same noise.
 #
 # Loopback only; every load is bounded in time; servers are stopped and the PostgreSQL
-# database dropped on exit, whatever happens. About 6 minutes after the build with the defaults.
+# database dropped on exit, whatever happens. About 7 minutes after the build with the defaults.
 #
 # Settings (environment):
 #   BENCH_ROUNDS=5             rounds; every load runs once per round
