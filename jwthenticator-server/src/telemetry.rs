@@ -12,6 +12,7 @@
 //! | `jwthenticator_refresh_token_reuse_total` | counter | |
 //! | `jwthenticator_purged_rows_total` | counter | |
 //! | `jwthenticator_db_query_duration_seconds` | histogram | `operation` |
+//! | `jwthenticator_db_batch_size` | summary | `statement` (find_key, insert_refresh_token, find_refresh_token; PostgreSQL only) |
 //! | `jwthenticator_db_pool_connections` | gauge | `state` (idle, in_use) |
 //! | `jwthenticator_db_pool_max_connections` | gauge | |
 //! | `jwthenticator_signing_key_age_seconds` | gauge | |

@@ -47,9 +47,15 @@ where
     Out: Send + 'static,
 {
     /// A batcher that runs at most `in_flight` batches at a time, each of at most `max_batch`
-    /// inputs. `run` answers a batch with one output per input, in order. Must be called
-    /// inside a tokio runtime; the task it starts ends when the last clone is dropped.
-    pub(crate) fn new<F, Fut>(max_batch: usize, in_flight: usize, run: F) -> Self
+    /// inputs. `run` answers a batch with one output per input, in order. Each batch's size is
+    /// recorded in `jwthenticator_db_batch_size{statement}`. Must be called inside a tokio
+    /// runtime; the task it starts ends when the last clone is dropped.
+    pub(crate) fn new<F, Fut>(
+        statement: &'static str,
+        max_batch: usize,
+        in_flight: usize,
+        run: F,
+    ) -> Self
     where
         F: Fn(Vec<In>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<Out>, StoreError>> + Send + 'static,
@@ -71,6 +77,8 @@ where
                         Err(_) => break,
                     }
                 }
+                metrics::histogram!("jwthenticator_db_batch_size", "statement" => statement)
+                    .record(f64::from(u32::try_from(batch.len()).unwrap_or(u32::MAX)));
                 let run = Arc::clone(&run);
                 tokio::spawn(async move {
                     let (inputs, replies): (Vec<In>, Vec<Reply<Out>>) = batch.into_iter().unzip();
@@ -140,7 +148,7 @@ mod tests {
     async fn concurrent_callers_share_batches_and_each_gets_its_own_answer() {
         let batches = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&batches);
-        let batcher = Batcher::new(64, 1, move |inputs: Vec<u32>| {
+        let batcher = Batcher::new("test", 64, 1, move |inputs: Vec<u32>| {
             counter.fetch_add(1, Ordering::SeqCst);
             async move {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -166,7 +174,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_batch_fails_every_caller_with_the_same_kind_of_error() {
-        let batcher = Batcher::new(8, 2, |_: Vec<u32>| async {
+        let batcher = Batcher::new("test", 8, 2, |_: Vec<u32>| async {
             Err::<Vec<()>, _>(StoreError::Unavailable(sqlx::Error::PoolTimedOut))
         });
         let answers = futures_util::future::join_all((0..5).map(|n| batcher.submit(n))).await;
@@ -176,7 +184,7 @@ mod tests {
                 "{answer:?}"
             );
         }
-        let batcher = Batcher::new(8, 2, |_: Vec<u32>| async { Ok(vec![(); 0]) });
+        let batcher = Batcher::new("test", 8, 2, |_: Vec<u32>| async { Ok(vec![(); 0]) });
         assert!(matches!(
             batcher.submit(1).await,
             Err(StoreError::Database(_))

@@ -74,15 +74,15 @@ impl PostgresStore {
             .unwrap_or(1)
             .max(1);
         let store = Self {
-            key_lookups: Batcher::new(MAX_BATCH, in_flight, {
+            key_lookups: Batcher::new("find_key", MAX_BATCH, in_flight, {
                 let pool = pool.clone();
                 move |hashes| find_keys(pool.clone(), hashes)
             }),
-            token_inserts: Batcher::new(MAX_BATCH, in_flight, {
+            token_inserts: Batcher::new("insert_refresh_token", MAX_BATCH, in_flight, {
                 let pool = pool.clone();
                 move |tokens| insert_refresh_tokens(pool.clone(), tokens)
             }),
-            token_lookups: Batcher::new(MAX_BATCH, in_flight, {
+            token_lookups: Batcher::new("find_refresh_token", MAX_BATCH, in_flight, {
                 let pool = pool.clone();
                 move |hashes| find_refresh_tokens(pool.clone(), hashes)
             }),

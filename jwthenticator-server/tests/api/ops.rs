@@ -89,6 +89,15 @@ async fn metrics_move_as_requests_are_made(backend: Backend) {
             &[r#"operation="find_key""#]
         ) >= 2.0
     );
+    if backend == Backend::Postgres {
+        assert!(
+            grew(
+                "jwthenticator_db_batch_size_count",
+                &[r#"statement="insert_refresh_token""#]
+            ) >= 1.0,
+            "{after}"
+        );
+    }
     for gauge in [
         "jwthenticator_db_pool_connections{",
         "jwthenticator_db_pool_max_connections",
