@@ -24,9 +24,9 @@ fn naive(at: DateTime<Utc>) -> NaiveDateTime {
 /// A [`Store`] on PostgreSQL.
 ///
 /// The statements of every `/authenticate` (finding the key, storing the refresh token) and
-/// `/refresh` (finding the refresh token) are batched across concurrent requests (see
-/// [`Batcher`]): under load, PostgreSQL then runs one statement and one commit for many
-/// requests instead of one each.
+/// `/refresh` (finding the refresh token) are batched across concurrent requests: under load,
+/// PostgreSQL then runs one statement and one commit for many requests instead of one each,
+/// and every caller still answers only after its own statement has committed.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
