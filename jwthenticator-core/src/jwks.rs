@@ -1,5 +1,7 @@
 //! JSON Web Key Sets (RFC 7517) as the server publishes them at `/jwks`.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
 /// A JSON Web Key Set: `{"keys": [...]}`.
@@ -44,6 +46,14 @@ pub struct Jwk {
     /// Y coordinate of an `EC` key, base64url without padding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub y: Option<String>,
+}
+
+/// The `kid` JWThenticator gives a public key: base64url(SHA-1(SubjectPublicKeyInfo DER)), the
+/// Python original's scheme, so a key has the same `kid` on every replica, after every restart
+/// and in both implementations. SHA-1 only names the key here; nothing is verified with it.
+pub fn kid_of_spki(spki_der: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, spki_der);
+    URL_SAFE_NO_PAD.encode(digest.as_ref())
 }
 
 impl Jwk {

@@ -36,7 +36,7 @@ mod wire;
 pub use bearer::{BearerError, parse_bearer};
 pub use claims::{Audience, Claims};
 pub use jsonwebtoken::Algorithm;
-pub use jwks::{Jwk, Jwks};
+pub use jwks::{Jwk, Jwks, kid_of_spki};
 pub use token_cache::{TokenCache, TokenHash};
 pub use verifier::{
     DEFAULT_LEEWAY_SECS, KeyError, MAX_TOKEN_LEN, Verifier, VerifierBuilder, VerifyError,

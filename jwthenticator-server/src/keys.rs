@@ -325,9 +325,7 @@ impl PublicKey {
 
     /// The key's `kid`: base64url(SHA-1(SPKI DER)), as the Python original computes it.
     pub fn kid(&self) -> String {
-        let digest =
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &self.spki);
-        URL_SAFE_NO_PAD.encode(digest.as_ref())
+        jwthenticator_core::kid_of_spki(&self.spki)
     }
 
     /// The JWK publishing this key for `algorithm`.

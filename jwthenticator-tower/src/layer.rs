@@ -191,12 +191,8 @@ impl JwtAuth {
         let spki = key
             .to_public_key_der()
             .map_err(|e| ConfigError::InvalidKey(e.to_string()))?;
-        let thumbprint = aws_lc_rs::digest::digest(
-            &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
-            spki.as_bytes(),
-        );
         let jwk = Jwk::rsa(
-            URL_SAFE_NO_PAD.encode(thumbprint.as_ref()),
+            jwthenticator_core::kid_of_spki(spki.as_bytes()),
             alg,
             URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
             URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
