@@ -184,7 +184,7 @@ async fn find_keys(
     .bind(&hashes)
     .fetch_all(&pool)
     .await?;
-    let found: std::collections::HashMap<String, KeyRecord> = rows
+    let found = rows
         .into_iter()
         .map(|(hash, id, identifier, expires_at, revoked_at)| {
             let record = KeyRecord {
@@ -194,9 +194,18 @@ async fn find_keys(
                 revoked_at: revoked_at.map(|t| t.and_utc()),
             };
             (hash, record)
-        })
-        .collect();
-    Ok(hashes.iter().map(|hash| found.get(hash).cloned()).collect())
+        });
+    Ok(answer_each(&hashes, found))
+}
+
+/// One answer per asked hash, in order, from the rows found (a hash asked twice gets its row
+/// twice; a hash without a row gets `None`).
+fn answer_each<T: Clone>(
+    hashes: &[String],
+    found: impl Iterator<Item = (String, T)>,
+) -> Vec<Option<T>> {
+    let found: std::collections::HashMap<String, T> = found.collect();
+    hashes.iter().map(|hash| found.get(hash).cloned()).collect()
 }
 
 /// The refresh tokens with these hashes, with what refreshing needs to know of their key and
@@ -218,37 +227,34 @@ async fn find_refresh_tokens(
     .bind(&hashes)
     .fetch_all(&pool)
     .await?;
-    let found: std::collections::HashMap<String, RefreshTokenRecord> = rows
-        .into_iter()
-        .map(
-            |(
-                hash,
+    let found = rows.into_iter().map(
+        |(
+            hash,
+            id,
+            key_id,
+            expires_at,
+            revoked_at,
+            retired_at,
+            family_id,
+            successor_used,
+            identifier,
+            key_revoked,
+        )| {
+            let record = RefreshTokenRecord {
                 id,
                 key_id,
-                expires_at,
-                revoked_at,
-                retired_at,
+                expires_at: expires_at.and_utc(),
+                revoked_at: revoked_at.map(|t| t.and_utc()),
+                retired_at: retired_at.map(|t| t.and_utc()),
                 family_id,
                 successor_used,
                 identifier,
                 key_revoked,
-            )| {
-                let record = RefreshTokenRecord {
-                    id,
-                    key_id,
-                    expires_at: expires_at.and_utc(),
-                    revoked_at: revoked_at.map(|t| t.and_utc()),
-                    retired_at: retired_at.map(|t| t.and_utc()),
-                    family_id,
-                    successor_used,
-                    identifier,
-                    key_revoked,
-                };
-                (hash, record)
-            },
-        )
-        .collect();
-    Ok(hashes.iter().map(|hash| found.get(hash).cloned()).collect())
+            };
+            (hash, record)
+        },
+    );
+    Ok(answer_each(&hashes, found))
 }
 
 /// Stores refresh tokens in one statement; `false` for a token whose key no longer exists (it
