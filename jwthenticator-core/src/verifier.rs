@@ -519,6 +519,13 @@ impl Verifier {
         self.by_kid.contains_key(kid)
     }
 
+    /// The clock skew, in seconds, tolerated on `exp`, `nbf` and `iat`: a token is expired from
+    /// `exp + leeway` on. Caches of verified tokens use it to expire entries as this verifier
+    /// would.
+    pub fn leeway(&self) -> i64 {
+        self.leeway
+    }
+
     /// Verifies a JWThenticator token now and returns its claims.
     pub fn verify(&self, token: &str) -> Result<Claims, VerifyError> {
         self.verify_at(token, now_unix())

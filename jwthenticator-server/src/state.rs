@@ -25,7 +25,6 @@ pub struct ActiveKeys {
     /// Tokens this verifier accepted, until their `exp`: gateways present the same token on
     /// every request of a client. New keys come with an empty cache.
     validated: Option<TokenCache<()>>,
-    leeway: i64,
     signing_key_created: SystemTime,
 }
 
@@ -41,7 +40,6 @@ impl ActiveKeys {
                 .into(),
             validated: (config.validation_cache_size > 0)
                 .then(|| TokenCache::new(config.validation_cache_size)),
-            leeway: i64::try_from(config.jwt_leeway).unwrap_or(i64::MAX),
             set,
             signing_key_created,
         }
@@ -55,7 +53,10 @@ impl ActiveKeys {
         };
         let hash = TokenCache::<()>::hash(token);
         let now = Utc::now().timestamp();
-        if validated.get(&hash, 0, now, self.leeway).is_some() {
+        if validated
+            .get(&hash, 0, now, self.verifier.leeway())
+            .is_some()
+        {
             return Ok(());
         }
         let (serde::de::IgnoredAny, exp) = self.verifier.verify_as_with_exp_at(token, now)?;

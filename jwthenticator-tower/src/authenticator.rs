@@ -32,7 +32,6 @@ pub(crate) enum Decision<C> {
 pub(crate) struct Authenticator<C> {
     pub(crate) keys: Arc<KeyStore>,
     pub(crate) tokens: Option<TokenCache<C>>,
-    pub(crate) leeway: i64,
     pub(crate) optional: bool,
 }
 
@@ -41,7 +40,6 @@ impl<C> fmt::Debug for Authenticator<C> {
         f.debug_struct("Authenticator")
             .field("keys", &self.keys)
             .field("tokens", &self.tokens)
-            .field("leeway", &self.leeway)
             .field("optional", &self.optional)
             .finish()
     }
@@ -103,7 +101,7 @@ where
             .as_ref()
             .map(|tokens| (tokens, TokenCache::<C>::hash(token)));
         if let Some((tokens, hash)) = &cache
-            && let Some(claims) = tokens.get(hash, keys.epoch, now, self.leeway)
+            && let Some(claims) = tokens.get(hash, keys.epoch, now, keys.verifier.leeway())
         {
             return Check::Done(Ok(claims));
         }

@@ -429,7 +429,6 @@ impl Config {
         Authenticator {
             keys: Arc::new(keys),
             tokens: (self.token_cache_size > 0).then(|| TokenCache::new(self.token_cache_size)),
-            leeway: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
             optional: self.optional,
         }
     }
