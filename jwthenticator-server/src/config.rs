@@ -222,6 +222,10 @@ pub struct Config {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
 
+    /// Connection deadlines and limits.
+    #[command(flatten)]
+    pub connections: crate::serve::ConnectionConfig,
+
     /// Identifier binding, refresh-token rotation, failure limits and admin protection.
     #[command(flatten)]
     pub security: crate::security::SecurityConfig,

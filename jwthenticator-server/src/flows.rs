@@ -11,6 +11,9 @@ use crate::store::{NewRefreshToken, RefreshTokenRecord, hash_secret};
 
 /// Why a key or refresh token was refused: the error code and message the client gets, and a
 /// short reason for logs and metrics. Every refusal counts towards the failure limits.
+///
+/// Clients get one answer per endpoint whatever the reason: telling "expired" from "unknown"
+/// would tell a guesser which keys exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Refusal {
     pub(crate) error: &'static str,
@@ -19,51 +22,32 @@ pub(crate) struct Refusal {
     pub(crate) message: &'static str,
 }
 
-const UNKNOWN_KEY: Refusal = Refusal {
-    error: "invalid_key",
-    reason: "unknown_key",
-    message: "the key is not registered",
-};
-const EXPIRED_KEY: Refusal = Refusal {
-    error: "invalid_key",
-    reason: "expired_key",
-    message: "the key has expired",
-};
-const REVOKED_KEY: Refusal = Refusal {
-    error: "invalid_key",
-    reason: "revoked_key",
-    message: "the key has been revoked",
-};
-const KEY_IDENTIFIER_MISMATCH: Refusal = Refusal {
-    error: "invalid_key",
-    reason: "identifier_mismatch",
-    message: "the key is registered for another identifier",
-};
-const UNKNOWN_REFRESH_TOKEN: Refusal = Refusal {
-    error: "invalid_refresh_token",
-    reason: "unknown_refresh_token",
-    message: "the refresh token is not valid",
-};
-const EXPIRED_REFRESH_TOKEN: Refusal = Refusal {
-    error: "invalid_refresh_token",
-    reason: "expired_refresh_token",
-    message: "the refresh token has expired",
-};
-const REVOKED_REFRESH_TOKEN: Refusal = Refusal {
-    error: "invalid_refresh_token",
-    reason: "revoked_refresh_token",
-    message: "the refresh token has been revoked",
-};
-const REUSED_REFRESH_TOKEN: Refusal = Refusal {
-    error: "invalid_refresh_token",
-    reason: "reused_refresh_token",
-    message: "the refresh token was already used; its family has been revoked",
-};
-const TOKEN_IDENTIFIER_MISMATCH: Refusal = Refusal {
-    error: "invalid_refresh_token",
-    reason: "identifier_mismatch",
-    message: "the refresh token belongs to another identifier",
-};
+const fn key_refusal(reason: &'static str) -> Refusal {
+    Refusal {
+        error: "invalid_key",
+        reason,
+        message: "the key is not valid for this identifier",
+    }
+}
+
+const fn refresh_refusal(reason: &'static str) -> Refusal {
+    Refusal {
+        error: "invalid_refresh_token",
+        reason,
+        message: "the refresh token is not valid for this identifier",
+    }
+}
+
+const UNKNOWN_KEY: Refusal = key_refusal("unknown_key");
+const EXPIRED_KEY: Refusal = key_refusal("expired_key");
+const REVOKED_KEY: Refusal = key_refusal("revoked_key");
+const KEY_IDENTIFIER_MISMATCH: Refusal = key_refusal("identifier_mismatch");
+const UNKNOWN_REFRESH_TOKEN: Refusal = refresh_refusal("unknown_refresh_token");
+const EXPIRED_REFRESH_TOKEN: Refusal = refresh_refusal("expired_refresh_token");
+const REVOKED_REFRESH_TOKEN: Refusal = refresh_refusal("revoked_refresh_token");
+const REFRESH_KEY_EXPIRED: Refusal = refresh_refusal("expired_key");
+const REUSED_REFRESH_TOKEN: Refusal = refresh_refusal("reused_refresh_token");
+const TOKEN_IDENTIFIER_MISMATCH: Refusal = refresh_refusal("identifier_mismatch");
 
 /// The answer of a token endpoint: tokens, or a refusal.
 pub(crate) type Outcome = Result<TokenResponse, Refusal>;
@@ -133,7 +117,7 @@ impl AppState {
         }
         if let Some(retired_at) = token.retired_at {
             return self
-                .answer_retired(&token, retired_at, identifier, now)
+                .answer_retired(refresh_token, &token, retired_at, identifier, now)
                 .await;
         }
         if !self.security.rotate_refresh_tokens {
@@ -147,10 +131,13 @@ impl AppState {
             .store
             .rotate_refresh_token(
                 token.id,
+                &seal_successor(refresh_token, token.id, &successor)?,
                 NewRefreshToken {
                     token_hash: &hash_secret(&successor),
                     key_id: token.key_id,
-                    expires_at: now + seconds(self.refresh_token_expiry),
+                    // The family's lifetime is fixed when its first token is issued: rotating
+                    // does not extend it, so a stolen family dies with the original.
+                    expires_at: token.expires_at,
                     family_id: token.family_id.unwrap_or_else(Uuid::new_v4),
                 },
                 now,
@@ -171,7 +158,7 @@ impl AppState {
         }
         match token.retired_at {
             Some(retired_at) => {
-                self.answer_retired(&token, retired_at, identifier, now)
+                self.answer_retired(refresh_token, &token, retired_at, identifier, now)
                     .await
             }
             None => Ok(Err(UNKNOWN_REFRESH_TOKEN)),
@@ -188,6 +175,8 @@ impl AppState {
             Some(REVOKED_REFRESH_TOKEN)
         } else if token.expires_at <= now {
             Some(EXPIRED_REFRESH_TOKEN)
+        } else if token.key_expires_at <= now {
+            Some(REFRESH_KEY_EXPIRED)
         } else if self.security.strict_identifier && token.identifier != identifier {
             Some(TOKEN_IDENTIFIER_MISMATCH)
         } else {
@@ -196,37 +185,100 @@ impl AppState {
     }
 
     /// A retired token: within the grace window, and while its successor is unused, a retry of
-    /// a lost response gets a new token of the same family; otherwise it is reuse.
+    /// a lost response gets the same successor again (however often it is retried, one chain
+    /// lives on); otherwise it is reuse, and the family is revoked.
     async fn answer_retired(
         &self,
+        presented: &str,
         token: &RefreshTokenRecord,
         retired_at: DateTime<Utc>,
         identifier: Uuid,
         now: DateTime<Utc>,
     ) -> Result<Outcome, ApiError> {
         let grace = seconds(self.security.refresh_token_reuse_grace);
-        if now - retired_at <= grace && !token.successor_used {
-            let sibling = new_refresh_token()?;
-            self.store
-                .insert_refresh_token(NewRefreshToken {
-                    token_hash: &hash_secret(&sibling),
-                    key_id: token.key_id,
-                    expires_at: now + seconds(self.refresh_token_expiry),
-                    family_id: token.family_id.unwrap_or_else(Uuid::new_v4),
-                })
-                .await?;
+        let successor = token
+            .successor_sealed
+            .as_deref()
+            .and_then(|sealed| open_successor(presented, token.id, sealed));
+        if let (true, false, Some(successor)) =
+            (now - retired_at <= grace, token.successor_used, successor)
+        {
             tracing::info!(%identifier, "retired refresh token presented within the grace window");
             return Ok(Ok(TokenResponse {
                 jwt: self.issue_jwt(identifier)?,
-                refresh_token: Some(sibling),
+                refresh_token: Some(successor),
             }));
         }
         let revoked = self
             .store
-            .revoke_refresh_family(token.id, token.family_id, now)
+            .revoke_refresh_family(token.id, token.key_id, now)
             .await?;
         tracing::warn!(%identifier, revoked, "refresh token reuse detected: its family is revoked");
         metrics::counter!("jwthenticator_refresh_token_reuse_total").increment(1);
         Ok(Err(REUSED_REFRESH_TOKEN))
+    }
+}
+
+/// The AEAD key that seals a rotated token's successor: derived from the rotated token itself
+/// (256 random bits), which the database holds only as a SHA-512 hash. Whoever can present the
+/// rotated token may learn its successor within the grace window; nobody else can.
+fn successor_key(rotated: &str) -> Option<aws_lc_rs::aead::LessSafeKey> {
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    context.update(b"jwthenticator refresh successor v1\0");
+    context.update(rotated.as_bytes());
+    let key =
+        aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, context.finish().as_ref())
+            .ok()?;
+    Some(aws_lc_rs::aead::LessSafeKey::new(key))
+}
+
+/// `nonce || ciphertext || tag` of `successor`, bound to the rotated token's row.
+fn seal_successor(rotated: &str, row_id: i64, successor: &str) -> Result<Vec<u8>, ApiError> {
+    use aws_lc_rs::aead::{Aad, NONCE_LEN, Nonce};
+    let failed = || ApiError::internal("sealing the refresh token failed");
+    let key = successor_key(rotated).ok_or_else(failed)?;
+    let mut nonce = [0u8; NONCE_LEN];
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| failed())?;
+    let mut sealed = successor.as_bytes().to_vec();
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(row_id.to_be_bytes()),
+        &mut sealed,
+    )
+    .map_err(|_| failed())?;
+    Ok([nonce.as_slice(), &sealed].concat())
+}
+
+/// The successor sealed by [`seal_successor`], if `rotated` is the token it was sealed for.
+fn open_successor(rotated: &str, row_id: i64, sealed: &[u8]) -> Option<String> {
+    use aws_lc_rs::aead::{Aad, NONCE_LEN, Nonce};
+    let key = successor_key(rotated)?;
+    let (nonce, ciphertext) = sealed.split_at_checked(NONCE_LEN)?;
+    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut ciphertext = ciphertext.to_vec();
+    let plain = key
+        .open_in_place(nonce, Aad::from(row_id.to_be_bytes()), &mut ciphertext)
+        .ok()?;
+    String::from_utf8(plain.to_vec()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_successor_opens_only_with_its_rotated_token_and_row() {
+        let sealed = seal_successor("rotated-token", 7, "successor").expect("sealed");
+        assert!(
+            !sealed.windows(9).any(|w| w == b"successor"),
+            "sealed, not stored in the clear"
+        );
+        assert_eq!(
+            open_successor("rotated-token", 7, &sealed).as_deref(),
+            Some("successor")
+        );
+        assert_eq!(open_successor("another-token", 7, &sealed), None);
+        assert_eq!(open_successor("rotated-token", 8, &sealed), None);
+        assert_eq!(open_successor("rotated-token", 7, &sealed[..5]), None);
     }
 }

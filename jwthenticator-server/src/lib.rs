@@ -28,6 +28,7 @@ mod error;
 mod flows;
 mod middleware;
 pub mod security;
+mod serve;
 pub mod shared_keys;
 mod state;
 mod telemetry;
@@ -38,16 +39,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use poem::endpoint::BoxEndpoint;
-use poem::listener::TcpListener;
 use poem::{EndpointExt, Route};
 use poem_openapi::{OpenApi, OpenApiService};
 
 pub use config::{Config, Database};
+pub use serve::ConnectionConfig;
 pub use state::{ActiveKeys, AppState};
 
 use api::{ExternalApi, GeneralApi, InternalApi};
-use middleware::{MaxBodySize, observe};
-use security::{AdminToken, require_admin};
+use middleware::{MaxBodySize, RouteLabels, observe};
+use security::{InternalAccess, InternalGuard};
 use shared_keys::SharedKeys;
 
 /// How often expired keys and refresh tokens are deleted.
@@ -62,8 +63,9 @@ pub struct App {
     internal: bool,
     /// `host:port` of the separate internal listener, when configured.
     internal_address: Option<String>,
-    admin_token: AdminToken,
+    admin_token: Option<config::Secret>,
     max_body_size: usize,
+    connections: ConnectionConfig,
     /// The keys shared through the database, kept current while serving.
     shared_keys: Option<(SharedKeys, Config)>,
 }
@@ -72,6 +74,12 @@ impl App {
     /// Opens the database (creating and migrating it as configured) and loads the keys.
     pub async fn new(config: &Config) -> anyhow::Result<Self> {
         let prefix = config.url_prefix()?;
+        if let Some(problem) = config.security.problems().into_iter().next() {
+            anyhow::bail!(problem);
+        }
+        for warning in config.security.warnings() {
+            tracing::warn!("insecure setting: {warning}");
+        }
         let database = config.database()?;
         let key_file = match &database {
             Database::Sqlite {
@@ -116,8 +124,9 @@ impl App {
                 .security
                 .internal_port
                 .map(|port| format!("{}:{port}", config.security.internal_host)),
-            admin_token: AdminToken(config.security.admin_token.clone()),
+            admin_token: config.security.admin_token.clone(),
             max_body_size: config.max_body_size,
+            connections: config.connections.clone(),
         })
     }
 
@@ -133,6 +142,7 @@ impl App {
         self.routes(
             self.external,
             self.internal && self.internal_address.is_none(),
+            false,
         )
     }
 
@@ -141,10 +151,11 @@ impl App {
     pub fn internal_endpoint(&self) -> Option<BoxEndpoint<'static>> {
         self.internal_address
             .as_ref()
-            .map(|_| self.routes(false, self.internal))
+            .map(|_| self.routes(false, self.internal, true))
     }
 
-    fn routes(&self, external: bool, internal: bool) -> BoxEndpoint<'static> {
+    /// The routes of one listener; `own_listener` when it serves the internal API alone.
+    fn routes(&self, external: bool, internal: bool, own_listener: bool) -> BoxEndpoint<'static> {
         let prefix = &self.prefix;
         let routes = match (external, internal) {
             (true, true) => mount(openapi_service(
@@ -156,7 +167,7 @@ impl App {
             (false, false) => mount(openapi_service(GeneralApi, prefix)),
         };
         let routes = if internal {
-            routes.at("/metrics", require_admin(telemetry::scrape))
+            routes.at("/metrics", telemetry::scrape)
         } else {
             routes
         };
@@ -166,15 +177,20 @@ impl App {
             Route::new().nest(prefix, routes)
         };
         let validate_request = format!("{prefix}/validate_request");
+        let labels = RouteLabels::new(prefix, documented_paths());
+        let guard = InternalGuard::new(
+            internal_paths().map(|path| format!("{prefix}{path}")),
+            InternalAccess::new(self.admin_token.as_ref(), own_listener),
+        );
         routes
             .before(move |mut req: poem::Request| {
+                let checked = guard.check(&req);
                 answer_any_method(&mut req, &validate_request);
-                async move { Ok(req) }
+                async move { checked.map(|()| req) }
             })
             .data(self.state.clone())
             .data(MaxBodySize(self.max_body_size))
-            .data(self.admin_token.clone())
-            .around(observe)
+            .around(move |ep, req| observe(ep, req, labels.clone()))
             .boxed()
     }
 
@@ -182,8 +198,19 @@ impl App {
     /// SIGTERM/SIGINT, then drains in-flight requests for at most `shutdown_timeout`. Expired
     /// rows are purged every hour meanwhile.
     pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown_timeout: Duration,
+    ) -> anyhow::Result<()> {
+        self.serve_until(listener, shutdown_signal(), shutdown_timeout)
+            .await
+    }
+
+    /// [`App::serve`] until `shutdown` completes instead of a signal.
+    pub async fn serve_until(
         mut self,
-        listener: TcpListener<String>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
         shutdown_timeout: Duration,
     ) -> anyhow::Result<()> {
         let store = self.state.store.clone();
@@ -209,25 +236,31 @@ impl App {
             .map(|(shared, config)| tokio::spawn(shared_keys::keep_current(shared, config, state)));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            shutdown_signal().await;
+            shutdown.await;
             let _ = stop.send(true);
         });
         let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
-        let main = poem::Server::new(listener).run_with_graceful_shutdown(
+        let main = serve::serve(
+            listener,
             self.endpoint(),
+            &self.connections,
             until_stopped(stopped.clone()),
-            Some(shutdown_timeout),
+            shutdown_timeout,
         );
         let result = match (self.internal_endpoint(), &self.internal_address) {
             (Some(internal), Some(address)) => {
-                let internal = poem::Server::new(TcpListener::bind(address.clone()))
-                    .run_with_graceful_shutdown(
-                        internal,
-                        until_stopped(stopped),
-                        Some(shutdown_timeout),
-                    );
+                let listener = tokio::net::TcpListener::bind(address.as_str())
+                    .await
+                    .with_context(|| format!("binding the internal listener {address}"))?;
+                let internal = serve::serve(
+                    listener,
+                    internal,
+                    &self.connections,
+                    until_stopped(stopped),
+                    shutdown_timeout,
+                );
                 tokio::try_join!(main, internal).map(|_| ())
             }
             _ => main.await,
@@ -287,6 +320,24 @@ fn mount<T: OpenApi + 'static>(service: OpenApiService<T, ()>) -> Route {
         .nest("/", service)
 }
 
+/// The path of every documented operation (both groups), without the prefix.
+fn documented_paths() -> impl Iterator<Item = String> {
+    <(GeneralApi, ExternalApi, InternalApi) as OpenApi>::meta()
+        .into_iter()
+        .flat_map(|api| api.paths)
+        .map(|path| path.path)
+}
+
+/// The paths of the internal group, which one guard covers: every operation of `InternalApi`
+/// (so a new one cannot be forgotten) and `/metrics`.
+fn internal_paths() -> impl Iterator<Item = String> {
+    <InternalApi as OpenApi>::meta()
+        .into_iter()
+        .flat_map(|api| api.paths)
+        .map(|path| path.path)
+        .chain(std::iter::once("/metrics".to_owned()))
+}
+
 /// The OpenAPI document of every route (both groups enabled), as committed in `openapi.yaml`.
 pub fn openapi_yaml() -> String {
     openapi_service((GeneralApi, ExternalApi, InternalApi), "").spec_yaml()
@@ -343,13 +394,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         external_api = app.external,
         internal_api = app.internal,
         internal_address = app.internal_address.as_deref().unwrap_or("(same listener)"),
-        admin_token = app.admin_token.0.is_some(),
+        admin_token = app.admin_token.is_some(),
         signing = app.state.keys().signer().is_some(),
         "listening"
     );
-    app.serve(
-        TcpListener::bind(address),
-        Duration::from_secs(config.shutdown_timeout),
-    )
-    .await
+    let listener = tokio::net::TcpListener::bind(address.as_str())
+        .await
+        .with_context(|| format!("binding {address}"))?;
+    app.serve(listener, Duration::from_secs(config.shutdown_timeout))
+        .await
 }

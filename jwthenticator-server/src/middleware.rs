@@ -76,10 +76,67 @@ fn request_id(req: &Request) -> String {
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
 }
 
+/// The label values of the HTTP metrics: every value comes from a fixed set, so made-up
+/// methods and paths (scanners, `/validate_request` with any method) cannot add series.
+#[derive(Debug, Clone)]
+pub(crate) struct RouteLabels {
+    prefix: String,
+    /// The paths of every documented operation, without the prefix.
+    routes: std::sync::Arc<std::collections::HashSet<String>>,
+}
+
+impl RouteLabels {
+    pub(crate) fn new(prefix: &str, routes: impl IntoIterator<Item = String>) -> Self {
+        let mut routes: std::collections::HashSet<String> = routes.into_iter().collect();
+        routes.extend(["/metrics", "/openapi.json", "/openapi.yaml"].map(str::to_owned));
+        Self {
+            prefix: prefix.to_owned(),
+            routes: std::sync::Arc::new(routes),
+        }
+    }
+
+    /// The route template a path was served by, `/docs` for the Swagger UI's files, else
+    /// `unmatched`.
+    fn route(&self, path: &str) -> String {
+        let path = path.strip_prefix(self.prefix.as_str()).unwrap_or(path);
+        let path = if path.is_empty() { "/" } else { path };
+        if self.routes.contains(path) {
+            path.to_owned()
+        } else if path == "/docs" || path.starts_with("/docs/") {
+            "/docs".to_owned()
+        } else {
+            "unmatched".to_owned()
+        }
+    }
+}
+
+/// The method as a label: the standard ones by name, any other as `other`.
+fn method_label(method: &poem::http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "other",
+    }
+}
+
+/// What of a client-chosen string goes into a log line: at most this many characters.
+const LOGGED_CHARS: usize = 256;
+
 /// Runs every request in a span carrying its request id (so every log line has it), echoes
 /// the id, turns errors into JSON answers, logs one line per request (method, path without
 /// query, status, latency) and records the HTTP metrics.
-pub(crate) async fn observe<E: Endpoint>(ep: E, req: Request) -> poem::Result<Response> {
+pub(crate) async fn observe<E: Endpoint>(
+    ep: E,
+    req: Request,
+    labels: RouteLabels,
+) -> poem::Result<Response> {
     let started = Instant::now();
     let id = request_id(&req);
     let method = req.method().clone();
@@ -91,24 +148,25 @@ pub(crate) async fn observe<E: Endpoint>(ep: E, req: Request) -> poem::Result<Re
             Err(err) => into_json_response(err),
         };
         let elapsed = started.elapsed();
+        let logged_method: String = method.as_str().chars().take(LOGGED_CHARS).collect();
+        let logged_path: String = path.chars().take(LOGGED_CHARS).collect();
         tracing::info!(
-            %method,
-            %path,
+            method = %logged_method,
+            path = %logged_path,
             status = response.status().as_u16(),
             latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             "request"
         );
-        // Unknown paths share one label, so scanners cannot blow up the metric's cardinality.
         let route = if response.status() == StatusCode::NOT_FOUND {
             "unmatched".to_owned()
         } else {
-            path
+            labels.route(&path)
         };
-        let method = method.to_string();
+        let method = method_label(&method);
         metrics::counter!(
             "http_requests_total",
             "route" => route.clone(),
-            "method" => method.clone(),
+            "method" => method,
             "status" => response.status().as_u16().to_string()
         )
         .increment(1);
@@ -122,4 +180,27 @@ pub(crate) async fn observe<E: Endpoint>(ep: E, req: Request) -> poem::Result<Re
         response.headers_mut().insert(REQUEST_ID, value);
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_labels_come_from_the_documented_routes_only() {
+        let labels = RouteLabels::new("/auth", ["/".to_owned(), "/validate_request".to_owned()]);
+        assert_eq!(labels.route("/auth/validate_request"), "/validate_request");
+        assert_eq!(labels.route("/auth"), "/");
+        assert_eq!(labels.route("/auth/metrics"), "/metrics");
+        assert_eq!(labels.route("/auth/docs/swagger-ui.css"), "/docs");
+        assert_eq!(labels.route("/auth/validate_request/x"), "unmatched");
+        assert_eq!(labels.route("/elsewhere"), "unmatched");
+    }
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        let made_up = poem::http::Method::from_bytes(b"PROPFIND").expect("method");
+        assert_eq!(method_label(&made_up), "other");
+        assert_eq!(method_label(&poem::http::Method::PATCH), "PATCH");
+    }
 }

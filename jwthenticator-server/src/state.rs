@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::keys::KeySet;
-use crate::security::{FailureLimiter, SecurityConfig};
+use crate::security::{ClientAddress, FailureLimiter, SecurityConfig};
 use crate::store::Store;
 
 /// The keys in use and the verifier over them, replaced as a whole when keys rotate.
@@ -107,6 +107,7 @@ pub struct AppState {
     pub(crate) issuer: Option<String>,
     pub(crate) security: SecurityConfig,
     pub(crate) limiter: FailureLimiter,
+    pub(crate) client_address: ClientAddress,
 }
 
 impl fmt::Debug for AppState {
@@ -132,6 +133,7 @@ impl AppState {
             issuer: crate::keys::issuer(config).map(str::to_owned),
             security: config.security.clone(),
             limiter: FailureLimiter::new(&config.security),
+            client_address: ClientAddress::new(&config.security),
         }
     }
 

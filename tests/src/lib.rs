@@ -11,37 +11,16 @@ use std::time::Duration;
 use sqlx::{Connection, PgConnection};
 use tokio::process::{Child, Command};
 
-/// Every configuration variable the server reads, cleared so the caller's environment cannot
-/// leak into a test.
-const SERVER_VARIABLES: &[&str] = &[
-    "HOST",
-    "PORT",
-    "URL_PREFIX",
-    "DISABLE_EXTERNAL_API",
-    "DISABLE_INTERNAL_API",
-    "JWT_ALGORITHM",
-    "JWT_LEASE_TIME",
-    "JWT_AUDIENCE",
-    "JWT_LEEWAY",
-    "KEY_EXPIRY",
-    "REFRESH_TOKEN_EXPIRY",
-    "RSA_PUBLIC_KEY",
-    "RSA_PRIVATE_KEY",
-    "RSA_PUBLIC_KEY_PATH",
-    "RSA_PRIVATE_KEY_PATH",
-    "RSA_KEY_SIZE",
-    "DATABASE_URL",
-    "DB_URI",
-    "DB_USER",
-    "DB_PASS",
-    "DB_HOST",
-    "DB_NAME",
-    "DATA_DIR",
-    "DB_MAX_CONNECTIONS",
-    "MAX_BODY_SIZE",
-    "SHUTDOWN_TIMEOUT",
-    "LOG_FORMAT",
-];
+/// Every configuration variable the server reads (from its clap definition, so a new one
+/// cannot be missed), cleared so the caller's environment cannot leak into a test.
+fn server_variables() -> Vec<String> {
+    use clap::CommandFactory;
+    jwthenticator_server::Config::command()
+        .get_arguments()
+        .filter_map(|arg| arg.get_env())
+        .map(|name| name.to_string_lossy().into_owned())
+        .collect()
+}
 
 /// A server process on 127.0.0.1, killed when dropped.
 #[derive(Debug)]
@@ -137,7 +116,7 @@ impl TestServerBuilder {
         let log_path = dir.path().join("server.log");
         let log = std::fs::File::create(&log_path).expect("log file");
         let mut command = Command::new(&self.binary);
-        for name in SERVER_VARIABLES {
+        for name in server_variables() {
             command.env_remove(name);
         }
         command

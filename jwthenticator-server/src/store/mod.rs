@@ -63,6 +63,12 @@ pub struct RefreshTokenRecord {
     pub identifier: Uuid,
     /// Whether its key has been revoked.
     pub key_revoked: bool,
+    /// When its key expires: a refresh token never outlives its key.
+    pub key_expires_at: DateTime<Utc>,
+    /// Once rotated, its successor sealed under a key derived from this token itself, so a
+    /// retry of the rotation can be answered with the same successor (and the database alone
+    /// does not reveal it).
+    pub successor_sealed: Option<Vec<u8>>,
 }
 
 /// A refresh token to store.
@@ -202,20 +208,24 @@ pub trait Store: Send + Sync + fmt::Debug {
         token_hash: &str,
     ) -> Result<Option<RefreshTokenRecord>, StoreError>;
 
-    /// Atomically retires token `old_id` and stores its successor. `false` when `old_id` was
-    /// already retired or revoked (a concurrent refresh won): nothing is stored then.
+    /// Atomically retires token `old_id`, keeps `sealed_successor` with it and stores its
+    /// successor. `false` when `old_id` was already retired or revoked (a concurrent refresh
+    /// won): nothing is stored then. Serialized with [`Store::revoke_refresh_family`] on the
+    /// same key, so a revocation never misses a rotation in flight.
     async fn rotate_refresh_token(
         &self,
         old_id: i64,
+        sealed_successor: &[u8],
         successor: NewRefreshToken<'_>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
-    /// Revokes every token of a rotation family (or the one token of a legacy family).
+    /// Revokes token `token_id` and every token of its rotation family as it is when the
+    /// revocation runs (after any rotation in flight for key `key_id` has committed).
     async fn revoke_refresh_family(
         &self,
         token_id: i64,
-        family_id: Option<Uuid>,
+        key_id: i64,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
 
@@ -296,12 +306,14 @@ impl Store for Timed {
     async fn rotate_refresh_token(
         &self,
         old_id: i64,
+        sealed_successor: &[u8],
         successor: NewRefreshToken<'_>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         timed(
             "rotate_refresh_token",
-            self.0.rotate_refresh_token(old_id, successor, now),
+            self.0
+                .rotate_refresh_token(old_id, sealed_successor, successor, now),
         )
         .await
     }
@@ -309,12 +321,12 @@ impl Store for Timed {
     async fn revoke_refresh_family(
         &self,
         token_id: i64,
-        family_id: Option<Uuid>,
+        key_id: i64,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         timed(
             "revoke_refresh_family",
-            self.0.revoke_refresh_family(token_id, family_id, now),
+            self.0.revoke_refresh_family(token_id, key_id, now),
         )
         .await
     }

@@ -124,18 +124,38 @@ async fn create_database(options: &PgConnectOptions) -> Result<(), StoreError> {
     Ok(())
 }
 
-type TokenRow = (
-    String,
-    i64,
-    i64,
-    NaiveDateTime,
-    Option<NaiveDateTime>,
-    Option<NaiveDateTime>,
-    Option<Uuid>,
-    bool,
-    Uuid,
-    bool,
-);
+/// A refresh token row with what refreshing needs of its key and family.
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    token_hash: String,
+    id: i64,
+    key_id: i64,
+    expires_at: NaiveDateTime,
+    revoked_at: Option<NaiveDateTime>,
+    retired_at: Option<NaiveDateTime>,
+    family_id: Option<Uuid>,
+    successor_used: bool,
+    identifier: Uuid,
+    key_revoked: bool,
+    key_expires_at: NaiveDateTime,
+    successor_sealed: Option<Vec<u8>>,
+}
+
+/// Serializes the rotations and family revocations of one key's refresh tokens until the
+/// transaction ends. A row lock would not do: under READ COMMITTED a revoking `UPDATE` does not
+/// see the successor that a concurrent rotation inserts, so that token would live on.
+async fn lock_families_of_key(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    key_id: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('jwthenticator.refresh.' || $1::text, 0))",
+    )
+    .bind(key_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
 
 /// Revokes the keys whose `column` equals `value`, and their refresh tokens, in one transaction.
 async fn revoke_keys_where<T>(
@@ -218,8 +238,10 @@ async fn find_refresh_tokens(
         "SELECT r.token_hash, r.id, r.key_id, r.expires_at, r.revoked_at, r.retired_at,
                 r.family_id,
                 EXISTS (SELECT 1 FROM refresh_tokens f WHERE f.family_id = r.family_id
-                        AND f.id > r.id AND (f.retired_at IS NOT NULL OR f.revoked_at IS NOT NULL)),
-                k.identifier, k.revoked_at IS NOT NULL
+                        AND f.id > r.id AND (f.retired_at IS NOT NULL OR f.revoked_at IS NOT NULL))
+                    AS successor_used,
+                k.identifier, k.revoked_at IS NOT NULL AS key_revoked,
+                k.expires_at AS key_expires_at, r.successor_sealed
          FROM refresh_tokens r
          JOIN keys k ON k.id = r.key_id
          WHERE r.token_hash = ANY($1)",
@@ -227,33 +249,22 @@ async fn find_refresh_tokens(
     .bind(&hashes)
     .fetch_all(&pool)
     .await?;
-    let found = rows.into_iter().map(
-        |(
-            hash,
-            id,
-            key_id,
-            expires_at,
-            revoked_at,
-            retired_at,
-            family_id,
-            successor_used,
-            identifier,
-            key_revoked,
-        )| {
-            let record = RefreshTokenRecord {
-                id,
-                key_id,
-                expires_at: expires_at.and_utc(),
-                revoked_at: revoked_at.map(|t| t.and_utc()),
-                retired_at: retired_at.map(|t| t.and_utc()),
-                family_id,
-                successor_used,
-                identifier,
-                key_revoked,
-            };
-            (hash, record)
-        },
-    );
+    let found = rows.into_iter().map(|row| {
+        let record = RefreshTokenRecord {
+            id: row.id,
+            key_id: row.key_id,
+            expires_at: row.expires_at.and_utc(),
+            revoked_at: row.revoked_at.map(|t| t.and_utc()),
+            retired_at: row.retired_at.map(|t| t.and_utc()),
+            family_id: row.family_id,
+            successor_used: row.successor_used,
+            identifier: row.identifier,
+            key_revoked: row.key_revoked,
+            key_expires_at: row.key_expires_at.and_utc(),
+            successor_sealed: row.successor_sealed,
+        };
+        (row.token_hash, record)
+    });
     Ok(answer_each(&hashes, found))
 }
 
@@ -355,18 +366,21 @@ impl Store for PostgresStore {
     async fn rotate_refresh_token(
         &self,
         old_id: i64,
+        sealed_successor: &[u8],
         successor: NewRefreshToken<'_>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let now = naive(now);
         let mut tx = self.pool.begin().await?;
+        lock_families_of_key(&mut tx, successor.key_id).await?;
         // Row lock: a concurrent rotation of the same token waits here, then finds it retired.
         let retired = sqlx::query(
-            "UPDATE refresh_tokens SET retired_at = $1
+            "UPDATE refresh_tokens SET retired_at = $1, successor_sealed = $3
              WHERE id = $2 AND retired_at IS NULL AND revoked_at IS NULL",
         )
         .bind(now)
         .bind(old_id)
+        .bind(sealed_successor)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -398,19 +412,25 @@ impl Store for PostgresStore {
     async fn revoke_refresh_family(
         &self,
         token_id: i64,
-        family_id: Option<Uuid>,
+        key_id: i64,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        Ok(sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        lock_families_of_key(&mut tx, key_id).await?;
+        // Under the lock, and in a statement that starts after it is taken: a rotation that was
+        // in flight has committed, so its successor is seen and revoked too.
+        let revoked = sqlx::query(
             "UPDATE refresh_tokens SET revoked_at = $1
-             WHERE revoked_at IS NULL AND (id = $2 OR family_id = $3)",
+             WHERE revoked_at IS NULL AND (id = $2 OR family_id =
+                   (SELECT family_id FROM refresh_tokens WHERE id = $2))",
         )
         .bind(naive(now))
         .bind(token_id)
-        .bind(family_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
-        .rows_affected())
+        .rows_affected();
+        tx.commit().await?;
+        Ok(revoked)
     }
 
     async fn revoke_refresh_token(

@@ -52,17 +52,21 @@ impl SqliteStore {
     }
 }
 
-type TokenRow = (
-    i64,
-    i64,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    Option<Uuid>,
-    bool,
-    Uuid,
-    bool,
-);
+/// A refresh token row with what refreshing needs of its key and family.
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: i64,
+    key_id: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+    retired_at: Option<i64>,
+    family_id: Option<Uuid>,
+    successor_used: bool,
+    identifier: Uuid,
+    key_revoked: bool,
+    key_expires_at: i64,
+    successor_sealed: Option<Vec<u8>>,
+}
 
 /// Revokes the keys whose `column` equals `value`, and their refresh tokens, in one transaction.
 async fn revoke_keys_where<T>(
@@ -174,8 +178,10 @@ impl Store for SqliteStore {
         let row: Option<TokenRow> = sqlx::query_as(
             "SELECT r.id, r.key_id, r.expires_at, r.revoked_at, r.retired_at, r.family_id,
                     EXISTS (SELECT 1 FROM refresh_tokens f WHERE f.family_id = r.family_id
-                            AND f.id > r.id AND (f.retired_at IS NOT NULL OR f.revoked_at IS NOT NULL)),
-                    k.identifier, k.revoked_at IS NOT NULL
+                            AND f.id > r.id AND (f.retired_at IS NOT NULL OR f.revoked_at IS NOT NULL))
+                        AS successor_used,
+                    k.identifier, k.revoked_at IS NOT NULL AS key_revoked,
+                    k.expires_at AS key_expires_at, r.successor_sealed
              FROM refresh_tokens r
              JOIN keys k ON k.id = r.key_id
              WHERE r.token_hash = ?1",
@@ -183,49 +189,39 @@ impl Store for SqliteStore {
         .bind(token_hash)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(
-            |(
-                id,
-                key_id,
-                expires_at,
-                revoked_at,
-                retired_at,
-                family_id,
-                successor_used,
-                identifier,
-                key_revoked,
-            )| {
-                RefreshTokenRecord {
-                    id,
-                    key_id,
-                    expires_at: from_unix(expires_at),
-                    revoked_at: revoked_at.map(from_unix),
-                    retired_at: retired_at.map(from_unix),
-                    family_id,
-                    successor_used,
-                    identifier,
-                    key_revoked,
-                }
-            },
-        ))
+        Ok(row.map(|row| RefreshTokenRecord {
+            id: row.id,
+            key_id: row.key_id,
+            expires_at: from_unix(row.expires_at),
+            revoked_at: row.revoked_at.map(from_unix),
+            retired_at: row.retired_at.map(from_unix),
+            family_id: row.family_id,
+            successor_used: row.successor_used,
+            identifier: row.identifier,
+            key_revoked: row.key_revoked,
+            key_expires_at: from_unix(row.key_expires_at),
+            successor_sealed: row.successor_sealed,
+        }))
     }
 
     async fn rotate_refresh_token(
         &self,
         old_id: i64,
+        sealed_successor: &[u8],
         successor: NewRefreshToken<'_>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let now = now.timestamp();
-        // The first statement writes, so the transaction takes SQLite's write lock at once and a
-        // concurrent rotation waits (busy_timeout) and then finds the token retired.
+        // The first statement writes, so the transaction takes SQLite's write lock at once: a
+        // concurrent rotation or family revocation waits (busy_timeout) for it to commit.
         let mut tx = self.pool.begin().await?;
         let retired = sqlx::query(
-            "UPDATE refresh_tokens SET retired_at = ?1
+            "UPDATE refresh_tokens SET retired_at = ?1, successor_sealed = ?3
              WHERE id = ?2 AND retired_at IS NULL AND revoked_at IS NULL",
         )
         .bind(now)
         .bind(old_id)
+        .bind(sealed_successor)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -257,16 +253,18 @@ impl Store for SqliteStore {
     async fn revoke_refresh_family(
         &self,
         token_id: i64,
-        family_id: Option<Uuid>,
+        _key_id: i64,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
+        // One statement: SQLite runs it under its write lock, after any rotation has committed,
+        // and the family is read then, not from what the caller saw before.
         Ok(sqlx::query(
             "UPDATE refresh_tokens SET revoked_at = ?1
-             WHERE revoked_at IS NULL AND (id = ?2 OR family_id = ?3)",
+             WHERE revoked_at IS NULL AND (id = ?2 OR family_id =
+                   (SELECT family_id FROM refresh_tokens WHERE id = ?2))",
         )
         .bind(now.timestamp())
         .bind(token_id)
-        .bind(family_id)
         .execute(&self.pool)
         .await?
         .rows_affected())

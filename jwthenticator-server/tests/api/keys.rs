@@ -17,15 +17,16 @@ fn sqlite_config(dir: &std::path::Path, args: &[&str]) -> Config {
 async fn token_from(app: &App) -> String {
     let client = poem::test::TestClient::new(app.endpoint());
     let identifier = uuid::Uuid::new_v4();
+    let key = format!("key-{identifier}");
     client
         .post("/register_key")
-        .body_json(&json!({"key": "k", "identifier": identifier}))
+        .body_json(&json!({"key": key, "identifier": identifier}))
         .send()
         .await
         .assert_status(poem::http::StatusCode::CREATED);
     let response = client
         .post("/authenticate")
-        .body_json(&json!({"key": "k", "identifier": identifier}))
+        .body_json(&json!({"key": key, "identifier": identifier}))
         .send()
         .await;
     response.assert_status_is_ok();
@@ -219,15 +220,16 @@ async fn a_public_key_alone_validates_but_cannot_issue() {
         .send()
         .await
         .assert_status_is_ok();
+    let identifier = uuid::Uuid::new_v4();
     client
         .post("/register_key")
-        .body_json(&json!({"key": "k", "identifier": uuid::Uuid::new_v4()}))
+        .body_json(&json!({"key": "k", "identifier": identifier}))
         .send()
         .await
         .assert_status(poem::http::StatusCode::CREATED);
     let response = client
         .post("/authenticate")
-        .body_json(&json!({"key": "k", "identifier": uuid::Uuid::new_v4()}))
+        .body_json(&json!({"key": "k", "identifier": identifier}))
         .send()
         .await;
     response.assert_status(poem::http::StatusCode::SERVICE_UNAVAILABLE);

@@ -2,6 +2,7 @@
 
 #[macro_use]
 mod support;
+mod attacks;
 mod hostile_tokens;
 mod keys;
 mod ops;
@@ -156,6 +157,7 @@ async fn authenticate_rejects_unknown_and_expired_keys_with_401(backend: Backend
         .await;
     assert_eq!(status, 401);
     assert_eq!(body["error"], "invalid_key");
+    let unknown = body;
 
     let (key, identifier) = app.register().await;
     let (status, body) = app
@@ -165,7 +167,10 @@ async fn authenticate_rejects_unknown_and_expired_keys_with_401(backend: Backend
         )
         .await;
     assert_eq!(status, 401);
-    assert_eq!(body["message"], "the key has expired");
+    assert_eq!(
+        body, unknown,
+        "an expired key is refused like an unknown one"
+    );
 }
 
 async fn refresh_rejects_unknown_and_expired_tokens_with_401(backend: Backend) {
@@ -178,6 +183,7 @@ async fn refresh_rejects_unknown_and_expired_tokens_with_401(backend: Backend) {
         .await;
     assert_eq!(status, 401);
     assert_eq!(body["error"], "invalid_refresh_token");
+    let unknown = body;
 
     let (_, refresh_token, identifier) = app.authenticate().await;
     let (status, body) = app
@@ -187,7 +193,10 @@ async fn refresh_rejects_unknown_and_expired_tokens_with_401(backend: Backend) {
         )
         .await;
     assert_eq!(status, 401);
-    assert_eq!(body["message"], "the refresh token has expired");
+    assert_eq!(
+        body, unknown,
+        "an expired refresh token is refused like an unknown one"
+    );
 }
 
 async fn validate_request_answers_every_method(backend: Backend) {

@@ -108,8 +108,44 @@ async fn metrics_move_as_requests_are_made(backend: Backend) {
     }
 }
 
+/// Made-up methods and paths (a scanner, or `/validate_request`, which answers every method)
+/// add no series: every label value comes from a fixed set.
+async fn made_up_methods_and_paths_add_no_metric_series(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    for i in 0..5_000 {
+        let method = poem::http::Method::from_bytes(format!("MADEUP{i}").as_bytes())
+            .expect("a valid method token");
+        app.client.request(method, "/validate_request").send().await;
+        app.client.get(format!("/scan/{i}")).send().await;
+    }
+    let long = poem::http::Method::from_bytes("X".repeat(10_000).as_bytes()).expect("method");
+    app.client.request(long, "/validate_request").send().await;
+    let scraped = scrape(&app).await;
+    assert!(
+        !scraped.contains("MADEUP"),
+        "a made-up method became a label"
+    );
+    assert!(!scraped.contains("/scan/"), "a raw path became a label");
+    assert!(!scraped.contains("XXXX"), "a long method became a label");
+    let series = scraped
+        .lines()
+        .filter(|line| line.starts_with("http_requests_total{"))
+        .count();
+    // Routes x known methods x statuses of the whole test binary: far below 10,000.
+    assert!(series < 300, "{series} series of http_requests_total");
+    assert!(
+        sample(
+            &scraped,
+            "http_requests_total",
+            &[r#"method="other""#, r#"route="/validate_request""#]
+        ) >= 5_000.0,
+        "made-up methods are counted as other"
+    );
+}
+
 async fn metrics_sit_with_the_internal_api(backend: Backend) {
-    let app = TestApp::with_args(backend, &["--admin-token", "t0ken"]).await;
+    let token = "t0ken-of-the-operators-32-chars!";
+    let app = TestApp::with_args(backend, &["--admin-token", token]).await;
     assert_eq!(
         app.client.get("/metrics").send().await.0.status().as_u16(),
         401
@@ -117,7 +153,7 @@ async fn metrics_sit_with_the_internal_api(backend: Backend) {
     let response = app
         .client
         .get("/metrics")
-        .header("Authorization", "Bearer t0ken")
+        .header("Authorization", format!("Bearer {token}"))
         .send()
         .await;
     response.assert_status_is_ok();
@@ -243,5 +279,6 @@ async fn the_docs_page_is_served_from_the_binary() {
 on_both_backends!(
     metrics_move_as_requests_are_made,
     metrics_sit_with_the_internal_api,
+    made_up_methods_and_paths_add_no_metric_series,
     request_ids_are_echoed_or_generated,
 );

@@ -125,6 +125,48 @@ pub(crate) fn config(database_url: &str, args: &[&str]) -> Config {
     Config::try_parse_from(argv).expect("valid test configuration")
 }
 
+/// A server on a real loopback socket, stopped when dropped.
+pub(crate) struct Served {
+    pub(crate) address: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _database: Database,
+}
+
+impl Served {
+    /// Serves an app with `args` on 127.0.0.1 (a free port) on a fresh database.
+    pub(crate) async fn start(backend: Backend, args: &[&str]) -> Self {
+        let database = Database::new(backend).await;
+        let app = App::new(&config(&database.url, args))
+            .await
+            .expect("app starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let address = listener.local_addr().expect("address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.serve_until(
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+            std::time::Duration::from_secs(1),
+        ));
+        Self {
+            address,
+            stop: Some(stop),
+            _database: database,
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
 impl TestApp {
     pub(crate) async fn new(backend: Backend) -> Self {
         Self::with_args(backend, &[]).await

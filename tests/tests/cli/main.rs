@@ -183,7 +183,7 @@ async fn check_config_redacts_secrets_and_fails_on_errors() {
         ("DATA_DIR", data_dir),
         ("DB_HOST", "db.internal"),
         ("DB_PASS", "hunter2-db-pass"),
-        ("ADMIN_TOKEN", "adm1n-s3cret"),
+        ("ADMIN_TOKEN", "adm1n-s3cret-adm1n-s3cret-adm1n!"),
     ];
     let (ok, out, err) = run(&["check-config"], &env, "").await;
     assert!(ok, "{out}{err}");

@@ -131,7 +131,7 @@ async fn an_unregistered_key_is_a_typed_error() {
 #[tokio::test]
 async fn admin_client_revokes_and_lists_keys_with_the_admin_token() {
     let server = TestServer::builder(BINARY)
-        .env("ADMIN_TOKEN", "adm1n-t0ken")
+        .env("ADMIN_TOKEN", "adm1n-t0ken-adm1n-t0ken-adm1n-t0")
         .start()
         .await;
     let identifier = uuid::Uuid::new_v4();
@@ -143,7 +143,7 @@ async fn admin_client_revokes_and_lists_keys_with_the_admin_token() {
     assert_eq!(err.status().map(|s| s.as_u16()), Some(401));
 
     let admin = AdminClient::new(server.base_url())
-        .and_then(|a| a.with_admin_token("adm1n-t0ken"))
+        .and_then(|a| a.with_admin_token("adm1n-t0ken-adm1n-t0ken-adm1n-t0"))
         .expect("admin client");
     admin
         .register_key("device-key", identifier)

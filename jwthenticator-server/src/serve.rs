@@ -1,0 +1,318 @@
+//! Serving connections: the limits every connection is held to (header, keep-alive and request
+//! deadlines, a connection cap) and the graceful shutdown. Slow or idle clients cannot hold
+//! connections, memory or file descriptors for longer than these deadlines.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Args;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use poem::endpoint::BoxEndpoint;
+use poem::http::StatusCode;
+use poem::web::{LocalAddr, RemoteAddr};
+use poem::{Addr, Endpoint};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// Deadlines and limits of every connection. The defaults are close to nginx's
+/// (`client_header_timeout` 60 s, `keepalive_timeout` 75 s, `client_body_timeout` 60 s,
+/// `worker_connections` 512 per worker), tighter where a machine client has no reason to be slow.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionConfig {
+    /// Seconds a client has to send a request's headers, from its first byte; slower
+    /// connections (slowloris) are closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value_t = 10)]
+    pub header_read_timeout: u64,
+
+    /// Seconds an idle keep-alive connection is kept open between requests.
+    #[arg(long, env = "KEEP_ALIVE_TIMEOUT", default_value_t = 60)]
+    pub keep_alive_timeout: u64,
+
+    /// Seconds a request has, body included, from its headers to its answer; later, 408.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value_t = 30)]
+    pub request_timeout: u64,
+
+    /// Connections served at once per listener; more wait in the kernel's accept queue.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+}
+
+fn timed_out(limit: Duration) -> poem::Response {
+    crate::error::json_response(
+        StatusCode::REQUEST_TIMEOUT,
+        jwthenticator_core::ErrorResponse::new(
+            "request_timeout",
+            format!(
+                "the request was not received and answered within {} s",
+                limit.as_secs()
+            ),
+        ),
+    )
+}
+
+/// Serves `endpoint` on `listener` until `shutdown` completes, then lets in-flight requests
+/// finish for at most `drain`.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    endpoint: BoxEndpoint<'static>,
+    limits: &ConnectionConfig,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let local = listener.local_addr()?;
+    let endpoint = Arc::new(endpoint);
+    let request_timeout = Duration::from_secs(limits.request_timeout.max(1));
+    let keep_alive = Duration::from_secs(limits.keep_alive_timeout.max(1));
+    let header_timeout = Duration::from_secs(limits.header_read_timeout.max(1));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's own header timeout also closes idle keep-alive connections; `Activity` keeps the
+    // two deadlines apart.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(None);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(keep_alive)
+        .keep_alive_timeout(Duration::from_secs(20));
+    let max_connections =
+        u32::try_from(limits.max_connections.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
+    let connections = Arc::new(Semaphore::new(max_connections as usize));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => permit,
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = permit else { break };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of file descriptors, say: wait a moment instead of spinning.
+                tracing::warn!(error = %err, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let activity = Arc::new(Activity {
+            epoch: tokio::time::Instant::now(),
+            last_active: AtomicU64::new(0),
+            head_started: AtomicU64::new(NONE),
+            answering: AtomicU32::new(0),
+        });
+        let endpoint = endpoint.clone();
+        let answering = activity.clone();
+        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let endpoint = endpoint.clone();
+            let activity = answering.clone();
+            activity.request_started();
+            async move {
+                let response = answer(&endpoint, req, local, peer, request_timeout).await;
+                activity.request_answered();
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        let io = Watched {
+            inner: stream,
+            activity: activity.clone(),
+        };
+        let connection = builder
+            .serve_connection(TokioIo::new(io), service)
+            .into_owned();
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            tokio::pin!(connection);
+            let shutting_down = tokio::select! {
+                _ = connection.as_mut() => false,
+                // No request is being answered: close at once (a graceful close would wait
+                // for the head that a slow client is still sending).
+                () = activity.expired(header_timeout, keep_alive) => false,
+                _ = stopped.wait_for(|stop| *stop) => true,
+            };
+            if shutting_down {
+                // Answer what is in flight, then close.
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    // Every connection holds a permit until it is closed.
+    if tokio::time::timeout(drain, connections.acquire_many(max_connections))
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown: requests still in flight after the drain timeout were cut");
+    }
+    Ok(())
+}
+
+async fn answer(
+    endpoint: &BoxEndpoint<'static>,
+    req: hyper::Request<Incoming>,
+    local: SocketAddr,
+    peer: SocketAddr,
+    limit: Duration,
+) -> hyper::Response<http_body_util::combinators::BoxBody<Bytes, std::io::Error>> {
+    let req = poem::Request::from((
+        req,
+        LocalAddr(Addr::SocketAddr(local)),
+        RemoteAddr(Addr::SocketAddr(peer)),
+        poem::http::uri::Scheme::HTTP,
+    ));
+    let response = match tokio::time::timeout(limit, endpoint.get_response(req)).await {
+        Ok(response) => response,
+        Err(_) => timed_out(limit),
+    };
+    response.into()
+}
+
+/// What a connection's timer needs to know, shared with its socket and its requests.
+#[derive(Debug)]
+struct Activity {
+    epoch: tokio::time::Instant,
+    /// Milliseconds since `epoch` when a byte last moved.
+    last_active: AtomicU64,
+    /// When the first byte of a request head arrived ([`NONE`]: no head is being read).
+    head_started: AtomicU64,
+    /// Requests being answered.
+    answering: AtomicU32,
+}
+
+const NONE: u64 = u64::MAX;
+
+impl Activity {
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(NONE - 1)
+    }
+
+    fn at(&self, millis: u64) -> tokio::time::Instant {
+        self.epoch + Duration::from_millis(millis)
+    }
+
+    fn read(&self) {
+        let now = self.now();
+        self.last_active.store(now, Ordering::Relaxed);
+        if self.answering.load(Ordering::Acquire) == 0 {
+            // Only the first byte of a head starts its deadline.
+            let _ =
+                self.head_started
+                    .compare_exchange(NONE, now, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+
+    fn wrote(&self) {
+        self.last_active.store(self.now(), Ordering::Relaxed);
+    }
+
+    fn request_started(&self) {
+        self.answering.fetch_add(1, Ordering::AcqRel);
+        self.head_started.store(NONE, Ordering::Release);
+    }
+
+    fn request_answered(&self) {
+        self.answering.fetch_sub(1, Ordering::AcqRel);
+        self.wrote();
+    }
+
+    /// Completes when the connection should close: a head not complete within
+    /// `header_timeout` of its first byte, or no request and no byte for `keep_alive`.
+    async fn expired(&self, header_timeout: Duration, keep_alive: Duration) {
+        loop {
+            let deadline = if self.answering.load(Ordering::Acquire) > 0 {
+                // A request is being answered: its own deadline (REQUEST_TIMEOUT) applies.
+                tokio::time::Instant::now() + keep_alive
+            } else {
+                match self.head_started.load(Ordering::Acquire) {
+                    NONE => self.at(self.last_active.load(Ordering::Relaxed)) + keep_alive,
+                    started => self.at(started) + header_timeout,
+                }
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + header_timeout))
+                .await;
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A connection's socket that reports the bytes that move to its [`Activity`].
+    struct Watched {
+        #[pin]
+        inner: tokio::net::TcpStream,
+        activity: Arc<Activity>,
+    }
+}
+
+impl tokio::io::AsyncRead for Watched {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let polled = this.inner.poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.read();
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for Watched {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.project();
+        this.activity.wrote();
+        this.inner.poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.project();
+        this.activity.wrote();
+        this.inner.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
