@@ -280,6 +280,10 @@ fn check_config(config: &Config) -> anyhow::Result<ExitCode> {
     if let Err(err) = config.url_prefix() {
         problems.push(format!("URL_PREFIX: {err}"));
     }
+    problems.extend(config.security.problems());
+    for warning in config.security.warnings() {
+        report(&format!("warning: {warning}"))?;
+    }
     let missing: Vec<&Path> = [
         &config.rsa_private_key_path,
         &config.rsa_public_key_path,

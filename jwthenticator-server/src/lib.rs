@@ -398,6 +398,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         signing = app.state.keys().signer().is_some(),
         "listening"
     );
+    if app.internal && app.admin_token.is_none() && app.internal_address.is_none() {
+        tracing::info!(
+            "the internal API and /metrics answer loopback clients only; set ADMIN_TOKEN or \
+             INTERNAL_PORT to serve them to others"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(address.as_str())
         .await
         .with_context(|| format!("binding {address}"))?;

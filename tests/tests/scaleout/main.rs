@@ -54,9 +54,25 @@ async fn serve(app: Router) -> String {
 #[tokio::test]
 async fn three_replicas_behind_nginx_share_keys_tokens_and_revocations() {
     let database = PgDatabase::create("jwt_scale").await;
-    let servers = replicas(&database.url("postgres"), 3, &[]).await;
+    // Behind a proxy the internal API is not "loopback": it needs the admin token.
+    let admin_token = "scale-out-admin-token-0123456789abcdef";
+    let servers = replicas(
+        &database.url("postgres"),
+        3,
+        &[("ADMIN_TOKEN", admin_token)],
+    )
+    .await;
     let nginx = Nginx::round_robin(&servers).await;
-    let client = reqwest::Client::new();
+    let mut headers = reqwest::header::HeaderMap::new();
+    let bearer = format!("Bearer {admin_token}");
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        bearer.parse().expect("header value"),
+    );
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client");
 
     let kids: Vec<BTreeSet<String>> =
         futures_util::future::join_all(servers.iter().map(|s| jwks_kids(&client, s.base_url())))
