@@ -120,6 +120,7 @@ pub(crate) fn run(requests: u32, rounds: u32) -> anyhow::Result<()> {
         let bare_client = ClientBuilder::new(reqwest::Client::new()).build();
         let auth = JwtAuthMiddleware::new(url.clone(), Uuid::new_v4())
             .with_jwt(jwt)
+            .with_allowed_hosts(["127.0.0.1"])
             .build()?;
         let middleware_client = ClientBuilder::new(reqwest::Client::new())
             .with(auth)
@@ -177,6 +178,7 @@ pub(crate) fn run(requests: u32, rounds: u32) -> anyhow::Result<()> {
             .with(
                 JwtAuthMiddleware::new(url.clone(), Uuid::new_v4())
                     .with_jwt(fresh_jwt()?)
+                    .with_allowed_hosts(["127.0.0.1"])
                     .build()?,
             )
             .with(Stub)

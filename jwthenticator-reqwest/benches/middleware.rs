@@ -50,6 +50,7 @@ fn middleware(c: &mut Criterion) {
     let bare = ClientBuilder::new(reqwest::Client::new()).build();
     let auth = JwtAuthMiddleware::new(url.clone(), uuid::Uuid::new_v4())
         .with_jwt(jwt)
+        .with_allowed_hosts(["127.0.0.1"])
         .build()
         .expect("builds the middleware");
     let authenticated = ClientBuilder::new(reqwest::Client::new())

@@ -12,9 +12,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use std::time::Duration;
+
 use crate::ConfigError;
 use crate::error::message_suffix;
-use crate::server::{base_url, error_message, redacted, route_url};
+use crate::server::{
+    base_url, default_client_builder, error_message, redacted, route_url, server_client,
+};
 
 const REGISTER_KEY: &str = "/register_key";
 const IS_KEY_REGISTERED: &str = "/is_key_registered";
@@ -22,6 +26,8 @@ const REVOKE_KEY: &str = "/revoke_key";
 const REVOKE_REFRESH_TOKEN: &str = "/revoke_refresh_token";
 const REVOKE_IDENTIFIER: &str = "/revoke_identifier";
 const KEYS: &str = "/keys";
+/// Deadline of a call of the default client.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The URL of every internal route, joined once onto the server's base URL.
 #[derive(Clone)]
@@ -76,21 +82,22 @@ pub struct AdminClient {
 
 impl AdminClient {
     /// A client for the server at `server_url` (which may carry a path prefix), with a default
-    /// `reqwest::Client`.
+    /// `reqwest::Client`: a 5 s connect and a 10 s call timeout, and no redirects (a redirected
+    /// POST would re-send the key it carries).
     ///
     /// # Errors
     ///
     /// [`ConfigError::InvalidServerUrl`] or [`ConfigError::UnsupportedServerUrl`] for a bad URL;
     /// [`ConfigError::HttpClient`] if the HTTP client cannot be built.
     pub fn new(server_url: impl AsRef<str>) -> Result<Self, ConfigError> {
-        let http = reqwest::Client::builder()
-            .build()
-            .map_err(ConfigError::HttpClient)?;
+        let http = server_client(default_client_builder().timeout(CALL_TIMEOUT))?;
         Self::with_http_client(server_url, http)
     }
 
     /// A client for the server at `server_url` that sends through `http`, for example one with
-    /// custom root certificates or timeouts.
+    /// custom root certificates or timeouts. Build it with
+    /// `.redirect(reqwest::redirect::Policy::none())`: a client that follows a 307 or 308
+    /// re-sends the key of `register_key` wherever it points.
     ///
     /// # Errors
     ///

@@ -13,7 +13,10 @@
 //! use reqwest_middleware::ClientBuilder;
 //!
 //! # async fn run(identifier: uuid::Uuid) -> Result<(), Box<dyn std::error::Error>> {
-//! let auth = JwtAuthMiddleware::new("https://auth.example.com/", identifier).with_key("the-secret-key").build()?;
+//! let auth = JwtAuthMiddleware::new("https://auth.example.com/", identifier)
+//!     .with_key("the-secret-key")
+//!     .with_allowed_hosts(["api.example.com"]) // who may see the JWT
+//!     .build()?;
 //! let client = ClientBuilder::new(reqwest::Client::new()).with(auth).build();
 //! let response = client.get("https://api.example.com/things").send().await?;
 //! # let _ = response;
@@ -22,8 +25,27 @@
 //! ```
 //!
 //! See [`JwtAuthMiddleware`] for what happens per request, and
-//! [`JwtAuthMiddlewareBuilder`] for the options: a refresh margin, a listener that persists the
-//! refresh token across restarts, and a host allow-list.
+//! [`JwtAuthMiddlewareBuilder`] for the options: the host allow-list, a refresh margin, a
+//! listener that persists the refresh token across restarts, a call deadline.
+//!
+//! # Security
+//!
+//! - The JWT goes only to the hosts you list ([`with_allowed_hosts`]); `build` fails without
+//!   the list, unless you opt in to every host ([`with_any_host`]).
+//! - The key and refresh tokens go only over `https://`, or plain `http://` to a loopback host,
+//!   unless you opt in ([`with_insecure_http`]).
+//! - Calls to the server never follow redirects (a 307 would re-send the key), have a 5 s
+//!   connect timeout and a 10 s deadline ([`with_call_timeout`]), and read at most 64 KiB.
+//! - A JWT due for refresh is renewed in the background: while the server is slow or down,
+//!   requests go on with the JWT as long as it is valid.
+//! - Only the server's own refusal (a 401 with its JSON error body) drops a key or a refresh
+//!   token; any other failure keeps them and is retried after a backoff (1 s, doubling up to
+//!   30 s).
+//!
+//! [`with_allowed_hosts`]: JwtAuthMiddlewareBuilder::with_allowed_hosts
+//! [`with_any_host`]: JwtAuthMiddlewareBuilder::with_any_host
+//! [`with_insecure_http`]: JwtAuthMiddlewareBuilder::with_insecure_http
+//! [`with_call_timeout`]: JwtAuthMiddlewareBuilder::with_call_timeout
 //!
 //! # Features
 //!
@@ -45,7 +67,9 @@ mod tokens;
 pub use admin::{AdminClient, AdminError};
 pub use error::{AuthError, ConfigError};
 pub use jwt::MalformedJwt;
-pub use middleware::{DEFAULT_REFRESH_MARGIN, JwtAuthMiddleware, JwtAuthMiddlewareBuilder};
+pub use middleware::{
+    DEFAULT_CALL_TIMEOUT, DEFAULT_REFRESH_MARGIN, JwtAuthMiddleware, JwtAuthMiddlewareBuilder,
+};
 pub use tokens::Tokens;
 
 /// What `Debug` shows in place of a secret.

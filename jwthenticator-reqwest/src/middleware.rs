@@ -11,7 +11,9 @@ use reqwest_middleware::{Error, Middleware, Next, Result};
 use uuid::Uuid;
 
 use crate::jwt::Jwt;
-use crate::server::{base_url, redacted, route_url};
+use crate::server::{
+    base_url, default_client_builder, is_https_or_loopback, redacted, route_url, server_client,
+};
 use crate::tokens::{TokenConfig, TokenListener, TokenManager, Tokens};
 use crate::{ConfigError, REDACTED};
 
@@ -19,17 +21,24 @@ use crate::{ConfigError, REDACTED};
 /// [`with_refresh_margin`](JwtAuthMiddlewareBuilder::with_refresh_margin).
 pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(60);
 
+/// The deadline of one call to the server, unless set with
+/// [`with_call_timeout`](JwtAuthMiddlewareBuilder::with_call_timeout).
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A [`reqwest_middleware::Middleware`] that authenticates requests with a JWT from a
 /// JWThenticator server.
 ///
 /// Per request it:
 /// 1. leaves the request alone if it already carries an `Authorization` header, or if its host
-///    is not on the [allow-list](JwtAuthMiddlewareBuilder::with_allowed_hosts) when one is set;
-/// 2. takes the current JWT, or, if there is none or it expires within the
-///    [refresh margin](JwtAuthMiddlewareBuilder::with_refresh_margin), gets a new one: with the
-///    refresh token, or, if the server rejects that (401), with the key. A rejected key is
-///    dropped and the request fails with [`AuthError::KeyRejected`](crate::AuthError::KeyRejected),
-///    so a revoked client never loops;
+///    is not on the [allow-list](JwtAuthMiddlewareBuilder::with_allowed_hosts) (unless
+///    [any host](JwtAuthMiddlewareBuilder::with_any_host) was allowed);
+/// 2. takes the current JWT while it has not expired; when it expires within the
+///    [refresh margin](JwtAuthMiddlewareBuilder::with_refresh_margin), a new one is fetched in
+///    the background meanwhile. Without a valid JWT the request waits for a new one: with the
+///    refresh token, or, if the server refuses that (401 with its own error body), with the
+///    key. A refused key is dropped and the request fails with
+///    [`AuthError::KeyRejected`](crate::AuthError::KeyRejected), so a revoked client never
+///    loops; any other failure keeps the credentials and is retried after a backoff;
 /// 3. sends the request with `Authorization: Bearer <jwt>`, marked sensitive;
 /// 4. if the target answers 401 while that JWT is still the current one, gets a new JWT and
 ///    sends the request once more. If another request replaced the JWT meanwhile, the resend
@@ -78,8 +87,17 @@ pub struct JwtAuthMiddleware {
 
 struct Shared {
     server_url: Url,
-    allowed_hosts: Option<Vec<AllowedHost>>,
+    hosts: Hosts,
     tokens: Arc<TokenManager>,
+}
+
+/// Which requests get the JWT.
+#[derive(Debug)]
+enum Hosts {
+    /// Those to a host on the list.
+    Listed(Vec<AllowedHost>),
+    /// Every request ([`JwtAuthMiddlewareBuilder::with_any_host`]).
+    Any,
 }
 
 impl JwtAuthMiddleware {
@@ -103,19 +121,22 @@ impl JwtAuthMiddleware {
             refresh_token: None,
             jwt: None,
             refresh_margin: DEFAULT_REFRESH_MARGIN,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
             allowed_hosts: None,
+            any_host: false,
+            insecure_http: false,
             listener: None,
             http: None,
         }
     }
 
-    /// Whether the middleware authenticates a request to `url`: `true` unless an allow-list is
-    /// set and `url`'s host is not on it.
+    /// Whether the middleware authenticates a request to `url`: its host is on the allow-list,
+    /// or any host was allowed.
     pub fn is_allowed(&self, url: &Url) -> bool {
-        self.shared
-            .allowed_hosts
-            .as_ref()
-            .is_none_or(|hosts| hosts.iter().any(|host| host.matches(url)))
+        match &self.shared.hosts {
+            Hosts::Listed(hosts) => hosts.iter().any(|host| host.matches(url)),
+            Hosts::Any => true,
+        }
     }
 }
 
@@ -161,7 +182,7 @@ impl fmt::Debug for JwtAuthMiddleware {
             .field("server_url", &redacted(&shared.server_url))
             .field("identifier", &shared.tokens.identifier())
             .field("refresh_margin", &shared.tokens.refresh_margin())
-            .field("allowed_hosts", &shared.allowed_hosts)
+            .field("hosts", &shared.hosts)
             .field("jwt", &shared.tokens.has_jwt().then_some(REDACTED))
             .field("token_listener", &shared.tokens.has_listener())
             .finish_non_exhaustive()
@@ -179,9 +200,12 @@ pub struct JwtAuthMiddlewareBuilder {
     refresh_token: Option<String>,
     jwt: Option<String>,
     refresh_margin: Duration,
+    call_timeout: Duration,
     allowed_hosts: Option<Vec<String>>,
+    any_host: bool,
+    insecure_http: bool,
     listener: Option<TokenListener>,
-    http: Option<reqwest::Client>,
+    http: Option<reqwest::ClientBuilder>,
 }
 
 impl JwtAuthMiddlewareBuilder {
@@ -233,9 +257,10 @@ impl JwtAuthMiddlewareBuilder {
     /// `host` (any port) or `host:port`; IPv6 addresses in brackets, as in `[::1]:8443`. Calling
     /// this again adds to the list.
     ///
-    /// Without an allow-list every request gets the JWT. Set one when the client also talks to
-    /// third parties, so the token never leaks to them. (Redirects are followed inside reqwest,
-    /// which drops the `Authorization` header when a redirect leads to another host.)
+    /// [`build`](Self::build) needs either an allow-list or
+    /// [`with_any_host(true)`](Self::with_any_host): a JWT sent to a third party lets it act as
+    /// this client until the JWT expires. (Redirects are followed inside reqwest, which drops the
+    /// `Authorization` header when a redirect leads to another host.)
     pub fn with_allowed_hosts<I>(mut self, hosts: I) -> Self
     where
         I: IntoIterator,
@@ -247,11 +272,43 @@ impl JwtAuthMiddlewareBuilder {
         self
     }
 
-    /// The HTTP client for calls to the JWThenticator server, for example with custom root
-    /// certificates or timeouts. By default a `reqwest::Client` with default settings.
+    /// Attach the JWT to every request, whatever its host, instead of only to the hosts of
+    /// [`with_allowed_hosts`](Self::with_allowed_hosts) (off by default). Only for a client that
+    /// talks to nothing but services that are meant to see the token.
+    pub fn with_any_host(mut self, any_host: bool) -> Self {
+        self.any_host = any_host;
+        self
+    }
+
+    /// Allow a plain `http://` server URL to a host other than loopback (off by default).
     ///
-    /// Pass a plain `reqwest::Client`: calls to the server must not go through this middleware.
-    pub fn with_http_client(mut self, client: reqwest::Client) -> Self {
+    /// Over plain http the key and the refresh tokens cross the network in clear text: anyone
+    /// on the path can copy them and obtain JWTs as this client for as long as they stay valid.
+    /// Turn it on only on a network you trust end to end, such as a container network. Loopback
+    /// hosts (`localhost`, `127.0.0.0/8`, `[::1]`) are always allowed.
+    pub fn with_insecure_http(mut self, allow: bool) -> Self {
+        self.insecure_http = allow;
+        self
+    }
+
+    /// The deadline of one call to the server (`/authenticate` or `/refresh`), from sending
+    /// the request to reading the last byte of the answer; [`DEFAULT_CALL_TIMEOUT`] unless set.
+    /// A call that misses it fails with [`AuthError::Timeout`](crate::AuthError::Timeout).
+    /// [`build`](Self::build) fails for 0.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// The HTTP client for calls to the JWThenticator server, as a builder, for example with
+    /// custom root certificates, a proxy or a connect timeout. By default a client with a 5 s
+    /// connect timeout.
+    ///
+    /// The middleware turns its redirects off (a 307 or 308 would re-send the key or the
+    /// refresh token wherever it points), and the [call deadline](Self::with_call_timeout) and
+    /// a 64 KiB limit on the answer apply whatever the builder sets. Calls to the server never go
+    /// through this middleware.
+    pub fn with_http_client(mut self, client: reqwest::ClientBuilder) -> Self {
         self.http = Some(client);
         self
     }
@@ -262,14 +319,26 @@ impl JwtAuthMiddlewareBuilder {
     ///
     /// [`ConfigError::MissingCredentials`] when none of a key, a refresh token or a JWT was
     /// given; [`ConfigError::InvalidServerUrl`] or [`ConfigError::UnsupportedServerUrl`] for a
-    /// bad server URL; [`ConfigError::InvalidJwt`] for a JWT whose expiry cannot be read;
-    /// [`ConfigError::InvalidAllowedHost`] for a bad allow-list entry;
-    /// [`ConfigError::HttpClient`] if the default HTTP client cannot be built.
+    /// bad server URL; [`ConfigError::InsecureServerUrl`] for plain `http://` to a host other
+    /// than loopback without [`with_insecure_http`](Self::with_insecure_http);
+    /// [`ConfigError::InvalidJwt`] for a JWT whose expiry cannot be read;
+    /// [`ConfigError::NoAllowedHosts`] without [`with_allowed_hosts`](Self::with_allowed_hosts)
+    /// or [`with_any_host`](Self::with_any_host), [`ConfigError::InvalidAllowedHost`] for a bad
+    /// allow-list entry; [`ConfigError::InvalidSetting`] for both an allow-list and any host, or
+    /// a zero call timeout; [`ConfigError::HttpClient`] if the HTTP client cannot be built.
     pub fn build(self) -> std::result::Result<JwtAuthMiddleware, ConfigError> {
         if self.key.is_none() && self.refresh_token.is_none() && self.jwt.is_none() {
             return Err(ConfigError::MissingCredentials);
         }
+        if self.call_timeout.is_zero() {
+            return Err(ConfigError::InvalidSetting(
+                "the call timeout must be above 0",
+            ));
+        }
         let server_url = base_url(&self.server_url)?;
+        if !self.insecure_http && !is_https_or_loopback(&server_url) {
+            return Err(ConfigError::InsecureServerUrl);
+        }
         let authenticate_url = route_url(&server_url, "authenticate")?;
         let refresh_url = route_url(&server_url, "refresh")?;
         let jwt = self
@@ -277,21 +346,28 @@ impl JwtAuthMiddlewareBuilder {
             .map(|jwt| Jwt::parse(jwt, self.refresh_margin))
             .transpose()
             .map_err(ConfigError::InvalidJwt)?;
-        let allowed_hosts = self
-            .allowed_hosts
-            .map(|hosts| hosts.iter().map(|host| AllowedHost::parse(host)).collect())
-            .transpose()?;
-        let http = match self.http {
-            Some(http) => http,
-            None => reqwest::Client::builder()
-                .build()
-                .map_err(ConfigError::HttpClient)?,
+        let hosts = match (self.allowed_hosts, self.any_host) {
+            (Some(hosts), false) => Hosts::Listed(
+                hosts
+                    .iter()
+                    .map(|host| AllowedHost::parse(host))
+                    .collect::<std::result::Result<_, _>>()?,
+            ),
+            (None, true) => Hosts::Any,
+            (None, false) => return Err(ConfigError::NoAllowedHosts),
+            (Some(_), true) => {
+                return Err(ConfigError::InvalidSetting(
+                    "`with_allowed_hosts` and `with_any_host(true)` contradict each other",
+                ));
+            }
         };
+        let http = server_client(self.http.unwrap_or_else(default_client_builder))?;
         let tokens = Arc::new(TokenManager::new(TokenConfig {
             identifier: self.identifier,
             authenticate_url,
             refresh_url,
             http,
+            call_timeout: self.call_timeout,
             refresh_margin: self.refresh_margin,
             listener: self.listener,
             key: self.key,
@@ -301,7 +377,7 @@ impl JwtAuthMiddlewareBuilder {
         Ok(JwtAuthMiddleware {
             shared: Arc::new(Shared {
                 server_url,
-                allowed_hosts,
+                hosts,
                 tokens,
             }),
         })
@@ -323,7 +399,10 @@ impl fmt::Debug for JwtAuthMiddlewareBuilder {
             )
             .field("jwt", &self.jwt.as_ref().map(|_| REDACTED))
             .field("refresh_margin", &self.refresh_margin)
+            .field("call_timeout", &self.call_timeout)
             .field("allowed_hosts", &self.allowed_hosts)
+            .field("any_host", &self.any_host)
+            .field("insecure_http", &self.insecure_http)
             .field("token_listener", &self.listener.is_some())
             .finish_non_exhaustive()
     }

@@ -9,11 +9,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
-use jwthenticator_core::{BearerError, TokenCache, VerifyErrorKind, parse_bearer};
+use jwthenticator_core::{BearerError, TokenCache, Verifier, VerifyErrorKind, parse_bearer};
 use serde::de::DeserializeOwned;
 
 use crate::error::AuthError;
-use crate::jwks::KeyStore;
+use crate::jwks::{KeyStore, Wanted};
 
 /// The verification of a request that waits for a JWKS fetch.
 pub(crate) type VerifyFuture<C> =
@@ -51,6 +51,7 @@ enum Check<C> {
     /// The keys may be out of date; `seen` is the fetch count they were read at.
     Refetch {
         seen: u64,
+        wanted: Wanted,
     },
 }
 
@@ -68,12 +69,12 @@ where
         match self.check(token, true) {
             Check::Done(Ok(claims)) => Decision::Allow(Some(claims)),
             Check::Done(Err(error)) => Decision::Deny(error),
-            Check::Refetch { seen } => {
+            Check::Refetch { seen, wanted } => {
                 let this = Arc::clone(self);
                 // The copy of the token lives only as long as this future.
                 let token = token.to_owned();
                 Decision::Wait(Box::pin(async move {
-                    this.keys.refetch(seen).await;
+                    this.keys.refetch(seen, wanted).await;
                     match this.check(&token, false) {
                         Check::Done(result) => result.map(Some),
                         Check::Refetch { .. } => {
@@ -91,7 +92,12 @@ where
         let loaded = self.keys.load();
         let Some(keys) = self.keys.usable(&loaded) else {
             return match self.keys.may_refetch() {
-                Ok(()) if may_refetch => Check::Refetch { seen },
+                Ok(()) if may_refetch => Check::Refetch {
+                    seen,
+                    // The fetch must bring this token's key, not just any: a made-up `kid` at
+                    // startup arms the cooldown too.
+                    wanted: Verifier::peek_kid(token).map_or(Wanted::Keys, Wanted::Kid),
+                },
                 _ => Check::Done(Err(AuthError::keys_unavailable(self.keys.retry_after()))),
             };
         };
@@ -119,7 +125,13 @@ where
                     && may_refetch
                     && self.keys.may_refetch().is_ok() =>
             {
-                Check::Refetch { seen }
+                // The verifier found a `kid` in the header, so it can be read again; an empty
+                // one is in no key set, and its fetch arms the cooldown.
+                let kid = Verifier::peek_kid(token).unwrap_or_default();
+                Check::Refetch {
+                    seen,
+                    wanted: Wanted::Kid(kid),
+                }
             }
             Err(error) => Check::Done(Err(error.into())),
         }

@@ -128,8 +128,19 @@ pub struct JwksError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum JwksErrorKind {
-    /// The request could not be sent or the response not read (connection refused, timeout).
+    /// The request could not be sent or the response not read (connection refused, reset,
+    /// TLS failure, a timeout of the client's own).
     Request,
+    /// The fetch missed its deadline
+    /// ([`JwtAuth::with_fetch_timeout`](crate::JwtAuth::with_fetch_timeout)): the JWKS server
+    /// accepted the connection but did not answer in time, or not all of it.
+    Timeout,
+    /// The JWKS URL is plain `http://` to a host other than loopback, and
+    /// [`JwtAuth::with_insecure_http`](crate::JwtAuth::with_insecure_http) is off. Nothing was
+    /// sent.
+    InsecureUrl,
+    /// The JWKS server redirected to another scheme, host or port, which is refused.
+    Redirect,
     /// The server answered with a status other than 2xx.
     Status,
     /// The response is larger than the configured maximum.

@@ -4,9 +4,12 @@
 //!
 //! - a background task refreshes it on a schedule (`Cache-Control: max-age` within bounds);
 //! - a request whose `kid` is unknown, or that finds no usable keys, may wait for one refetch
-//!   that all such requests share (single flight), at most once per cooldown;
-//! - when a fetch fails the last good keys stay in use until they are older than the maximum
-//!   staleness;
+//!   that all such requests share (single flight); a refetch that did not bring what its
+//!   request needed (or failed) arms a cooldown, in which requests do not trigger another;
+//! - when fetches fail the last good keys stay in use until the maximum staleness past their
+//!   refresh time, and every such use is logged (rate-limited) and counted;
+//! - every fetch has a deadline, goes only to `https://` or loopback (unless the user opted in
+//!   to plain `http://`) and is refused when it ends up at another origin;
 //! - the response body is read in chunks and abandoned past the size limit.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,7 +18,7 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwapOption, Guard};
 use http::header::{ACCEPT, CACHE_CONTROL, HeaderMap};
-use jwthenticator_core::{Jwks, Verifier, VerifierBuilder};
+use jwthenticator_core::{Jwks, Verifier, VerifierBuilder, is_loopback_host};
 use tokio::time::Instant;
 use url::Url;
 
@@ -29,8 +32,17 @@ pub(crate) struct KeySet {
     /// by an earlier set are verified again.
     pub(crate) epoch: u64,
     jwks: Jwks,
-    fetched_at: Instant,
+    /// When the set is due for its refresh; past it, while refreshes fail, it is stale.
+    fresh_until: Instant,
 }
+
+/// How often, at most, the use of stale keys is logged.
+const STALE_LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// Redirects the default client follows within the JWKS URL's origin.
+const MAX_REDIRECTS: usize = 5;
+/// The counter of requests verified with stale keys (`metrics` feature).
+#[cfg(feature = "metrics")]
+pub(crate) const STALE_KEY_USES_METRIC: &str = "jwthenticator_tower_stale_key_uses_total";
 
 /// How a remote JWKS is kept fresh.
 #[derive(Debug, Clone)]
@@ -40,12 +52,17 @@ pub(crate) struct RefreshPolicy {
     /// Bounds within which `max-age` is honoured; also the first retry delay after a failure.
     pub(crate) min_interval: Duration,
     pub(crate) max_interval: Duration,
-    /// Least time between two fetches that requests trigger.
+    /// Least time between two fetches that requests trigger, after one that did not find
+    /// what its request needed.
     pub(crate) cooldown: Duration,
-    /// Age past which the last good keys are no longer used.
+    /// How long past their refresh time the last good keys stay in use while refreshes fail.
     pub(crate) max_staleness: Duration,
     /// Largest JWKS response read, in bytes.
     pub(crate) max_bytes: usize,
+    /// Deadline of one fetch, from the request to the last byte of the answer.
+    pub(crate) fetch_timeout: Duration,
+    /// Whether plain `http://` to a host other than loopback is allowed.
+    pub(crate) insecure_http: bool,
 }
 
 impl Default for RefreshPolicy {
@@ -55,10 +72,14 @@ impl Default for RefreshPolicy {
             min_interval: Duration::from_secs(30),
             max_interval: Duration::from_secs(60 * 60),
             cooldown: Duration::from_secs(10),
-            // A day of auth-server outage should not take the services down: keys only lose
-            // trust through a refresh that removes them.
-            max_staleness: Duration::from_secs(24 * 60 * 60),
+            // Rides out a restart or a short outage of the issuer, but a key the issuer removed
+            // is not trusted for longer than verifiers of Envoy or Ory Hydra would cache it.
+            max_staleness: Duration::from_secs(10 * 60),
             max_bytes: 256 * 1024,
+            // A JWKS is a few kilobytes: well under a second on any working link, and short
+            // enough that a request waiting for the fetch gets its 503 before its client gives up.
+            fetch_timeout: Duration::from_secs(5),
+            insecure_http: false,
         }
     }
 }
@@ -83,8 +104,15 @@ struct Remote {
     /// after it looked at the keys, and uses that fetch's result instead of starting another.
     completed: AtomicU64,
     in_flight: AtomicBool,
-    /// Milliseconds since `origin` of the last fetch a request triggered, plus one; 0 for never.
-    last_request_fetch: AtomicU64,
+    /// Milliseconds since `origin` at which the last request-triggered fetch that armed the
+    /// cooldown started, plus one; 0 for never.
+    cooldown_from: AtomicU64,
+    /// Whether the latest fetch failed, which makes keys past their refresh time stale.
+    failing: AtomicBool,
+    /// Uses of stale keys since they were last logged.
+    stale_uses: AtomicU64,
+    /// Milliseconds since `origin` when stale uses were last logged, plus one; 0 for never.
+    stale_logged: AtomicU64,
     /// Milliseconds since `origin` when the background task refreshes next.
     next_refresh: AtomicU64,
     origin: Instant,
@@ -97,14 +125,37 @@ struct FetchState {
 }
 
 /// Who asks for a fetch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Trigger {
     /// A request with an unknown `kid` or no usable keys: subject to the cooldown.
-    Request,
+    Request(Wanted),
     /// The refresh schedule.
     Background,
     /// [`JwtAuth::refresh_keys`](crate::JwtAuth::refresh_keys): always fetches.
     Forced,
+}
+
+/// What a request that triggers a fetch needs from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Wanted {
+    /// Usable keys (there were none, or they were past the maximum staleness), for a token
+    /// without a `kid`.
+    Keys,
+    /// A key with this `kid`, which the keys at hand lack.
+    Kid(String),
+}
+
+impl Wanted {
+    /// Whether `keys` have what was wanted. A fetch that found it is no sign of a flood of
+    /// made-up `kid`s, so it does not arm the cooldown: a key published right after the
+    /// previous fetch is still accepted on its first request.
+    fn found_in(&self, keys: Option<&KeySet>) -> bool {
+        match (self, keys) {
+            (_, None) => false,
+            (Self::Keys, Some(_)) => true,
+            (Self::Kid(kid), Some(keys)) => keys.verifier.has_kid(kid),
+        }
+    }
 }
 
 impl KeyStore {
@@ -115,7 +166,7 @@ impl KeyStore {
                 verifier,
                 epoch: 0,
                 jwks,
-                fetched_at: Instant::now(),
+                fresh_until: Instant::now(),
             }),
             remote: None,
         }
@@ -139,7 +190,10 @@ impl KeyStore {
                 fetch_lock: tokio::sync::Mutex::new(FetchState::default()),
                 completed: AtomicU64::new(0),
                 in_flight: AtomicBool::new(false),
-                last_request_fetch: AtomicU64::new(0),
+                cooldown_from: AtomicU64::new(0),
+                failing: AtomicBool::new(false),
+                stale_uses: AtomicU64::new(0),
+                stale_logged: AtomicU64::new(0),
                 next_refresh: AtomicU64::new(0),
                 origin: Instant::now(),
                 background_started: AtomicBool::new(false),
@@ -161,14 +215,26 @@ impl KeyStore {
         self.current.load()
     }
 
-    /// The keys `load` returned, unless there are none or they are older than the maximum
-    /// staleness.
+    /// The keys `load` returned, unless there are none or they are past their refresh time by
+    /// more than the maximum staleness. A use of keys past their refresh time while refreshes
+    /// fail is logged (at most once a minute) and counted.
     pub(crate) fn usable<'a>(&self, loaded: &'a Option<Arc<KeySet>>) -> Option<&'a KeySet> {
         let keys = loaded.as_deref()?;
-        match &self.remote {
-            Some(remote) if keys.fetched_at.elapsed() > remote.policy.max_staleness => None,
-            _ => Some(keys),
+        let Some(remote) = &self.remote else {
+            return Some(keys);
+        };
+        let now = Instant::now();
+        let overdue = now.saturating_duration_since(keys.fresh_until);
+        if overdue.is_zero() {
+            return Some(keys);
         }
+        if overdue > remote.policy.max_staleness {
+            return None;
+        }
+        if remote.failing.load(Ordering::Relaxed) {
+            remote.note_stale_use(overdue, now);
+        }
+        Some(keys)
     }
 
     /// `Ok` when a request may wait for a refetch: one is in flight, or the cooldown since the
@@ -196,10 +262,11 @@ impl KeyStore {
     /// Waits until the keys have been fetched after `seen` (see [`KeyStore::fetch_count`]),
     /// starting the fetch if nobody else has and the cooldown allows it. The fetch runs in its
     /// own task, so a client that disconnects does not cancel it for the others.
-    pub(crate) async fn refetch(self: &Arc<Self>, seen: u64) {
+    pub(crate) async fn refetch(self: &Arc<Self>, seen: u64, wanted: Wanted) {
         let store = Arc::clone(self);
         // A failed fetch has already been logged, and the caller looks at the keys again.
-        let _ = tokio::spawn(async move { store.fetch(seen, Trigger::Request).await }).await;
+        let _ =
+            tokio::spawn(async move { store.fetch(seen, Trigger::Request(wanted)).await }).await;
         self.start_background_refresh();
     }
 
@@ -231,7 +298,8 @@ impl KeyStore {
     }
 
     /// One fetch, unless another finished since `seen` (then `None`: its result stands) or,
-    /// for a request, the cooldown forbids it.
+    /// for a request, the cooldown forbids it. A request's fetch arms the cooldown when it
+    /// failed or did not bring what the request wanted.
     async fn fetch(&self, seen: u64, trigger: Trigger) -> Option<Result<(), JwksError>> {
         let remote = self.remote.as_ref()?;
         let mut state = remote.fetch_lock.lock().await;
@@ -239,16 +307,20 @@ impl KeyStore {
             return None;
         }
         let started = Instant::now();
-        if trigger == Trigger::Request {
-            if remote.cooldown_left(started) > Duration::ZERO {
-                return None;
-            }
-            remote
-                .last_request_fetch
-                .store(remote.millis(started) + 1, Ordering::SeqCst);
+        if matches!(trigger, Trigger::Request(_)) && !remote.cooldown_left(started).is_zero() {
+            return None;
         }
         remote.in_flight.store(true, Ordering::SeqCst);
         let result = self.fetch_and_store(remote, &mut state).await;
+        if let Trigger::Request(wanted) = &trigger
+            && !(result.is_ok() && wanted.found_in(self.current.load().as_deref()))
+        {
+            // Armed before the fetch counts as completed, so no waiter sees it done without
+            // its cooldown.
+            remote
+                .cooldown_from
+                .store(remote.millis(started) + 1, Ordering::SeqCst);
+        }
         remote.in_flight.store(false, Ordering::SeqCst);
         remote.completed.fetch_add(1, Ordering::SeqCst);
         Some(result)
@@ -259,7 +331,19 @@ impl KeyStore {
         remote: &Remote,
         state: &mut FetchState,
     ) -> Result<(), JwksError> {
-        let result = remote.download().await.and_then(|(jwks, max_age)| {
+        let deadline = remote.policy.fetch_timeout;
+        let downloaded = tokio::time::timeout(deadline, remote.download())
+            .await
+            .unwrap_or_else(|_| {
+                Err(JwksError::new(
+                    JwksErrorKind::Timeout,
+                    format!(
+                        "the JWKS server {} did not answer within {deadline:?}",
+                        remote.shown_url
+                    ),
+                ))
+            });
+        let result = downloaded.and_then(|(jwks, max_age)| {
             let verifier = remote
                 .builder
                 .clone()
@@ -297,9 +381,10 @@ impl KeyStore {
                     verifier,
                     epoch,
                     jwks,
-                    fetched_at: now,
+                    fresh_until: now + next,
                 })));
                 state.consecutive_failures = 0;
+                remote.failing.store(false, Ordering::Relaxed);
                 remote
                     .next_refresh
                     .store(remote.millis(now + next), Ordering::SeqCst);
@@ -329,6 +414,7 @@ impl KeyStore {
                 remote
                     .next_refresh
                     .store(remote.millis(now + backoff), Ordering::SeqCst);
+                remote.failing.store(true, Ordering::Relaxed);
                 Err(error)
             }
         }
@@ -361,7 +447,7 @@ impl Remote {
     }
 
     fn cooldown_left(&self, now: Instant) -> Duration {
-        match self.last_request_fetch.load(Ordering::SeqCst) {
+        match self.cooldown_from.load(Ordering::SeqCst) {
             0 => Duration::ZERO,
             last => {
                 let allowed = Duration::from_millis(last - 1).saturating_add(self.policy.cooldown);
@@ -375,9 +461,60 @@ impl Remote {
             .saturating_sub(now.saturating_duration_since(self.origin))
     }
 
-    /// GETs the JWKS, reading at most `max_bytes` of it.
+    /// Counts a use of keys `overdue` past their refresh time, and logs it unless stale uses
+    /// were logged less than a minute ago.
+    fn note_stale_use(&self, overdue: Duration, now: Instant) {
+        #[cfg(feature = "metrics")]
+        metrics::counter!(STALE_KEY_USES_METRIC, "jwks" => self.url.origin().ascii_serialization())
+            .increment(1);
+        self.stale_uses.fetch_add(1, Ordering::Relaxed);
+        let logged = self.stale_logged.load(Ordering::Relaxed);
+        let now_millis = self.millis(now);
+        let interval = u64::try_from(STALE_LOG_INTERVAL.as_millis()).unwrap_or(u64::MAX);
+        if logged != 0 && now_millis < (logged - 1).saturating_add(interval) {
+            return;
+        }
+        if self
+            .stale_logged
+            .compare_exchange(logged, now_millis + 1, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            tracing::warn!(
+                url = %self.shown_url,
+                uses = self.stale_uses.swap(0, Ordering::Relaxed),
+                overdue_secs = overdue.as_secs(),
+                max_staleness_secs = self.policy.max_staleness.as_secs(),
+                "JWKS refreshes are failing: verifying tokens with keys past their refresh time"
+            );
+        }
+    }
+
+    /// GETs the JWKS, reading at most `max_bytes` of it, from the configured origin only.
     async fn download(&self) -> Result<(Jwks, Option<Duration>), JwksError> {
+        if !self.policy.insecure_http && !is_https_or_loopback(&self.url) {
+            return Err(JwksError::new(
+                JwksErrorKind::InsecureUrl,
+                format!(
+                    "refusing to fetch the JWKS over plain http from {}, which is not a loopback \
+                     host: anyone on the path could inject keys; use https, or opt in with \
+                     JwtAuth::with_insecure_http(true) on a network you trust",
+                    self.shown_url
+                ),
+            ));
+        }
+        let redirected = || {
+            JwksError::new(
+                JwksErrorKind::Redirect,
+                format!(
+                    "the JWKS server {} redirected to another origin, which is refused",
+                    self.shown_url
+                ),
+            )
+        };
         let request_failed = |e: reqwest::Error| {
+            if e.is_redirect() {
+                return redirected();
+            }
             JwksError::with_source(
                 JwksErrorKind::Request,
                 format!("the JWKS request to {} failed", self.shown_url),
@@ -391,6 +528,10 @@ impl Remote {
             .send()
             .await
             .map_err(request_failed)?;
+        // A client of the user's may have followed a redirect the default client would not.
+        if response.url().origin() != self.url.origin() {
+            return Err(redirected());
+        }
         let status = response.status();
         if !status.is_success() {
             return Err(JwksError::new(
@@ -428,6 +569,29 @@ impl Remote {
         })?;
         Ok((jwks, max_age))
     }
+}
+
+/// Whether `url` may be fetched without the plain-http opt-in.
+pub(crate) fn is_https_or_loopback(url: &Url) -> bool {
+    url.scheme() == "https" || url.host_str().is_some_and(is_loopback_host)
+}
+
+/// The redirect policy of the default client: follow a few redirects within the origin of the
+/// first URL, refuse any to another scheme, host or port.
+pub(crate) fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same_origin = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.origin() == attempt.url().origin());
+        if !same_origin {
+            attempt.error("a redirect to another origin is refused")
+        } else if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error("too many redirects")
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 /// The freshness lifetime a response grants: `max-age`, or zero for `no-cache`/`no-store`.

@@ -20,9 +20,6 @@ use crate::service::JwtAuthService;
 
 /// Default number of verified tokens remembered.
 const DEFAULT_TOKEN_CACHE_SIZE: usize = 10_000;
-/// Timeouts of the HTTP client used when none is given.
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A [`tower::Layer`](tower_layer::Layer) that lets a request through only with a valid
 /// `Authorization: Bearer` JWT, and puts the token's claims (type `C`, by default the
@@ -112,6 +109,9 @@ impl JwtAuth {
     /// at `{server_base_url}/jwks`. The base URL may carry a path prefix (`URL_PREFIX`):
     /// `https://auth.example.com/auth` gives `https://auth.example.com/auth/jwks`.
     ///
+    /// The JWKS is fetched only over `https://`, or plain `http://` to a loopback host, unless
+    /// [`with_insecure_http`](Self::with_insecure_http) allows plain `http://` elsewhere.
+    ///
     /// # Panics
     ///
     /// If `server_base_url` is not an absolute `http` or `https` URL; [`JwtAuth::try_new`]
@@ -133,7 +133,9 @@ impl JwtAuth {
         Ok(Self::with_source(Source::Url(url)))
     }
 
-    /// Verifies tokens of any issuer that publishes its keys as a JWKS at `jwks_url`.
+    /// Verifies tokens of any issuer that publishes its keys as a JWKS at `jwks_url`: an
+    /// `https://` URL, or plain `http://` to a loopback host (see
+    /// [`with_insecure_http`](Self::with_insecure_http)).
     ///
     /// # Panics
     ///
@@ -277,10 +279,45 @@ impl<C, R> JwtAuth<C, R> {
     }
 
     /// The HTTP client for every JWKS fetch: the first, the scheduled refreshes and the
-    /// refetches for unknown `kid`s. Give one to set proxies, root certificates, headers or
-    /// timeouts. By default a client with a 5 s connect and a 10 s request timeout.
+    /// refetches for unknown `kid`s. Give one to set proxies, root certificates or headers.
+    ///
+    /// The layer's own rules hold whatever the client: the
+    /// [fetch deadline](Self::with_fetch_timeout), the [size limit](Self::with_max_jwks_size),
+    /// and the refusal of plain `http://` to a host other than loopback
+    /// ([`with_insecure_http`](Self::with_insecure_http)). The client's redirect policy decides
+    /// where its requests go: an answer that comes from another origin than the JWKS URL's is
+    /// refused, but the request has been sent by then. The default client follows redirects only
+    /// within the origin; build yours with `.redirect(reqwest::redirect::Policy::none())` to send
+    /// nothing elsewhere.
     pub fn with_http_client(self, client: reqwest::Client) -> Self {
         self.configure(|config| config.client = Some(client))
+    }
+
+    /// The deadline of one JWKS fetch, from sending the request to reading the last byte of
+    /// the answer (5 s by default), whatever client makes it. A request waiting for a fetch
+    /// that misses it gets 503 with `Retry-After`; the fetch fails with
+    /// [`JwksErrorKind::Timeout`](crate::JwksErrorKind::Timeout). Fails for 0.
+    pub fn with_fetch_timeout(self, timeout: Duration) -> Result<Self, ConfigError> {
+        if timeout.is_zero() {
+            return Err(ConfigError::InvalidSetting(
+                "the JWKS fetch timeout must be above 0".to_owned(),
+            ));
+        }
+        Ok(self.configure(|config| config.refresh.fetch_timeout = timeout))
+    }
+
+    /// Allow a plain `http://` JWKS URL to a host other than loopback (off by default).
+    ///
+    /// Without TLS, anyone on the network path (a compromised router, a neighbour on a shared
+    /// network, a DNS spoofer) can answer the fetch with keys of their own and then forge every
+    /// token the layer accepts. Turn it on only on a network you trust end to end, such as a
+    /// container network between the service and the issuer. Loopback hosts (`localhost`,
+    /// `127.0.0.0/8`, `[::1]`) are always allowed. Without the opt-in, fetches from such a URL
+    /// fail with [`JwksErrorKind::InsecureUrl`](crate::JwksErrorKind::InsecureUrl), without
+    /// any network call, and requests get 503: call [`refresh_keys`](Self::refresh_keys) at
+    /// startup to fail fast.
+    pub fn with_insecure_http(self, allow: bool) -> Self {
+        self.configure(|config| config.refresh.insecure_http = allow)
     }
 
     /// How often the JWKS is refreshed when its response has no `Cache-Control: max-age`
@@ -306,14 +343,25 @@ impl<C, R> JwtAuth<C, R> {
 
     /// The least time between two JWKS fetches that requests trigger, because their `kid` is
     /// unknown or no keys are usable (10 s by default). Requests that arrive while such a fetch
-    /// is in flight wait for it; in the cooldown after it, an unknown `kid` is rejected at
-    /// once, so a flood of made-up `kid`s costs the JWKS server one fetch per cooldown.
+    /// is in flight wait for it. A fetch that failed, or that did not bring the `kid` its
+    /// request was looking for, starts the cooldown: in it an unknown `kid` is rejected at
+    /// once, so a flood of made-up `kid`s costs the JWKS server one fetch per cooldown. A fetch
+    /// that found its `kid` (or the first one, that found keys at all) is no such sign and starts
+    /// none, so a key published right after it is still accepted on its first request.
     pub fn with_refetch_cooldown(self, cooldown: Duration) -> Self {
         self.configure(|config| config.refresh.cooldown = cooldown)
     }
 
-    /// How long the last good keys stay in use while refreshes fail (24 hours by default).
-    /// Past it requests get 503 until a fetch succeeds.
+    /// How long past their refresh time the last good keys stay in use while refreshes fail
+    /// (10 minutes by default). Past it requests get 503 with `Retry-After` until a fetch
+    /// succeeds.
+    ///
+    /// The trade-off: a longer bound rides out a longer outage of the issuer, but also keeps
+    /// trusting, for as long, a key the issuer has removed (after a leak, say) while an attacker
+    /// blocks the fetches. With the defaults a removed key is trusted for at most the refresh
+    /// interval (5 minutes) plus this bound. Every use of stale keys is logged (at most once a
+    /// minute, with the count) and, with the `metrics` feature, counted in
+    /// `jwthenticator_tower_stale_key_uses_total` (label `jwks`: the JWKS URL's origin).
     pub fn with_max_staleness(self, max_staleness: Duration) -> Self {
         self.configure(|config| config.refresh.max_staleness = max_staleness)
     }
@@ -434,10 +482,10 @@ impl Config {
     }
 }
 
+/// The client of every fetch unless the user gives one; the fetch deadline bounds its calls.
 fn default_client() -> reqwest::Client {
     reqwest::Client::builder()
-        .connect_timeout(DEFAULT_CONNECT_TIMEOUT)
-        .timeout(DEFAULT_REQUEST_TIMEOUT)
+        .redirect(crate::jwks::same_origin_redirects())
         .user_agent(concat!(
             env!("CARGO_PKG_NAME"),
             "/",
@@ -556,5 +604,6 @@ mod tests {
                 .is_err()
         );
         assert!(auth().with_max_jwks_size(0).is_err());
+        assert!(auth().with_fetch_timeout(Duration::ZERO).is_err());
     }
 }

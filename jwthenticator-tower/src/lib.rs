@@ -31,19 +31,46 @@
 //! - A background task refreshes the JWKS every 5 minutes, or as its `Cache-Control: max-age`
 //!   says within 30 s to 1 hour ([`JwtAuth::with_refresh_interval`],
 //!   [`JwtAuth::with_refresh_bounds`]).
-//! - A token whose `kid` is unknown, as after a key rotation, triggers one refetch that every
-//!   request waiting for it shares, at most once per cooldown (10 s,
-//!   [`JwtAuth::with_refetch_cooldown`]): a new key is accepted at once, and a flood of
-//!   made-up `kid`s costs the JWKS server one fetch per cooldown.
-//! - When refreshes fail, the last good keys stay in use for up to a day
-//!   ([`JwtAuth::with_max_staleness`]); after that, and before the first successful fetch,
-//!   requests get 503 with `Retry-After`.
+//! - A token whose `kid` is unknown, as after a key rotation or a restart of the issuer with a
+//!   new key, triggers one refetch that every request waiting for it shares: a new key is
+//!   accepted on its first request. A refetch that does not find the `kid` it was triggered for
+//!   (or fails) starts a cooldown (10 s, [`JwtAuth::with_refetch_cooldown`]) in which unknown
+//!   `kid`s are rejected at once, so a flood of made-up `kid`s costs the JWKS server one fetch
+//!   per cooldown.
+//! - Every fetch has a deadline (5 s, [`JwtAuth::with_fetch_timeout`]), whatever HTTP client
+//!   makes it: a JWKS server that hangs costs a waiting request at most that, then a 503.
+//! - When refreshes fail, the last good keys stay in use for up to 10 minutes past their
+//!   refresh time ([`JwtAuth::with_max_staleness`]), and every such use is logged (at most once
+//!   a minute) and, with the `metrics` feature, counted; after that, and before the first
+//!   successful fetch, requests get 503 with `Retry-After`.
 //! - A JWKS response is read up to 256 KiB ([`JwtAuth::with_max_jwks_size`]).
 //! - Verified tokens are remembered by their SHA-256 ([`JwtAuth::with_token_cache_size`]); a
 //!   remembered token skips the signature check but not the `exp` check, and is forgotten
 //!   when a refresh removes or replaces a key of the set that verified it.
 //!
 //! Every fetch uses the client of [`JwtAuth::with_http_client`] when one is given.
+//!
+//! # Security
+//!
+//! Whoever can answer the JWKS fetch can forge every token the layer accepts, so by default:
+//!
+//! - the JWKS is fetched over `https://`, or plain `http://` only to a loopback host
+//!   (`localhost`, `127.0.0.0/8`, `[::1]`); anything else needs
+//!   [`JwtAuth::with_insecure_http`], for networks you trust end to end;
+//! - redirects are followed only within the JWKS URL's origin, and an answer that comes from
+//!   another origin (through a client of yours that followed a redirect) is refused;
+//! - keys of the token (`jku`, `x5u`, `jwk`) are never fetched nor used;
+//! - stale keys are trusted for minutes, not hours: a key the issuer removed is not trusted much
+//!   longer than a refresh interval while an attacker blocks the fetches;
+//! - every fetch has a deadline and a size limit, and unknown `kid`s cannot make the layer
+//!   fetch more than once per cooldown.
+//!
+//! # Features
+//!
+//! - `rustls` (default): TLS for `https://` JWKS URLs.
+//! - `axum`: the `JwtClaims` extractor.
+//! - `metrics`: the counter `jwthenticator_tower_stale_key_uses_total` (label `jwks`, the
+//!   JWKS URL's origin), through the [`metrics`](https://docs.rs/metrics) facade.
 //!
 //! # Example without a network
 //!

@@ -38,6 +38,7 @@ pub struct TestServerBuilder {
     binary: PathBuf,
     env: Vec<(String, String)>,
     health_path: String,
+    port: Option<u16>,
 }
 
 /// A free TCP port on 127.0.0.1.
@@ -55,6 +56,7 @@ impl TestServer {
             binary: binary.into(),
             env: Vec::new(),
             health_path: "/health".to_owned(),
+            port: None,
         }
     }
 
@@ -108,11 +110,19 @@ impl TestServerBuilder {
         self
     }
 
-    /// Starts the server on a free loopback port, with its data in a temporary directory, and
-    /// waits until its health path answers.
+    /// Listen on this loopback port instead of a free one, for example the port of a server
+    /// that was terminated, to restart it.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// Starts the server on a free loopback port (or the one given to
+    /// [`TestServerBuilder::port`]), with its data in a temporary directory, and waits until its
+    /// health path answers.
     pub async fn start(self) -> TestServer {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let port = free_port();
+        let port = self.port.unwrap_or_else(free_port);
         let log_path = dir.path().join("server.log");
         let log = std::fs::File::create(&log_path).expect("log file");
         let mut command = Command::new(&self.binary);

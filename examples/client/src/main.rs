@@ -11,6 +11,10 @@
 //! `JWTHENTICATOR_URL` (default `http://localhost:8080`), `SERVICE_URL` (default
 //! `http://localhost:3000/whoami`) and `ADMIN_TOKEN` (when the server requires one) are read
 //! from the environment. The service may also be the auth server's own `/validate_request`.
+//!
+//! Only the service's host gets the JWT. The key goes to the server only over `https://` or to
+//! a loopback host; `JWTHENTICATOR_INSECURE_HTTP=true` allows plain `http://` to another host,
+//! for a private network.
 
 use std::error::Error;
 
@@ -33,9 +37,19 @@ async fn main() -> Result<(), Box<dyn Error>> {
     }
     admin.register_key(&key, identifier).await?;
 
-    // The device: every request through this client carries a valid JWT.
+    // The device: every request to the service carries a valid JWT, and nothing else gets it.
+    let service_host = reqwest::Url::parse(&service)?
+        .host_str()
+        .ok_or("SERVICE_URL has no host")?
+        .to_owned();
+    let insecure_http = match std::env::var("JWTHENTICATOR_INSECURE_HTTP") {
+        Ok(value) => value.parse()?,
+        Err(_) => false,
+    };
     let auth = JwtAuthMiddleware::new(&server, identifier)
         .with_key(key)
+        .with_allowed_hosts([service_host])
+        .with_insecure_http(insecure_http)
         .build()?;
     let client = ClientBuilder::new(reqwest::Client::new())
         .with(auth)

@@ -8,6 +8,10 @@
 //! ```
 //!
 //! `JWT_AUDIENCE` (comma list) must match the server's when it sets one; `PORT` defaults to 3000.
+//!
+//! The layer fetches the JWKS only over `https://` or from a loopback host: whoever answers that
+//! fetch could forge every token. `JWTHENTICATOR_INSECURE_HTTP=true` allows plain `http://` to
+//! another host, for a private network such as the compose network of `examples/`.
 
 use std::error::Error;
 
@@ -18,6 +22,15 @@ use tracing_subscriber::EnvFilter;
 
 async fn whoami(JwtClaims(claims): JwtClaims) -> String {
     format!("hello, {}\n", claims.identifier)
+}
+
+/// Whether `JWTHENTICATOR_INSECURE_HTTP` opts in to plain `http://` to a host other than
+/// loopback.
+fn insecure_http_allowed() -> Result<bool, Box<dyn Error>> {
+    match std::env::var("JWTHENTICATOR_INSECURE_HTTP") {
+        Ok(value) => Ok(value.parse()?),
+        Err(_) => Ok(false),
+    }
 }
 
 #[tokio::main]
@@ -34,7 +47,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         Err(_) => 3000,
     };
 
-    let mut auth = JwtAuth::try_new(&server)?;
+    let mut auth = JwtAuth::try_new(&server)?.with_insecure_http(insecure_http_allowed()?);
     if let Ok(audiences) = std::env::var("JWT_AUDIENCE") {
         auth = auth.with_audiences(
             audiences

@@ -2,7 +2,9 @@
 //!
 //! It speaks the real server's contract (`/authenticate`, `/refresh`, `/register_key`,
 //! `/is_key_registered`, also under the `/prefix` path) with the core wire types, and issues
-//! unsigned-looking JWTs whose payload is a core `Claims` plus a `seq` number.
+//! unsigned-looking JWTs whose payload is a core `Claims` plus a `seq` number. Its token routes
+//! can also be made to hang, to answer too much, to redirect, or to answer 401 as a gateway in
+//! front of the server would.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -10,13 +12,15 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
 use jwthenticator_core::{
     AuthRequest, BoolResponse, Claims, ErrorResponse, KeyRequest, RefreshRequest,
     RegisterKeyRequest, TokenResponse,
@@ -31,6 +35,19 @@ pub(crate) struct FakeTokenServer {
     state: Arc<ServerState>,
 }
 
+/// What the token routes can be told to do instead of answering.
+#[derive(Debug, Clone)]
+pub(crate) enum Misbehaviour {
+    /// Accept the request and never answer.
+    Hang,
+    /// Answer 200 with a megabyte, streamed without `Content-Length`.
+    Oversize,
+    /// Answer 307 to this URL.
+    Redirect(String),
+    /// Answer 401 with an HTML page, as nginx in front of the server would.
+    GatewayUnauthorized,
+}
+
 struct ServerState {
     identifier: Uuid,
     key: String,
@@ -42,6 +59,8 @@ struct ServerState {
     jwt_lifetime_secs: AtomicI64,
     refresh_delay_ms: AtomicU64,
     authenticate_failure: Mutex<Option<(StatusCode, ErrorResponse)>>,
+    /// How the token routes misbehave, if they do.
+    misbehaviour: Mutex<Option<Misbehaviour>>,
     jwts_issued: AtomicU64,
     refresh_tokens_issued: AtomicU64,
     valid_refresh_tokens: Mutex<HashSet<String>>,
@@ -64,6 +83,7 @@ impl FakeTokenServer {
             jwt_lifetime_secs: AtomicI64::new(3600),
             refresh_delay_ms: AtomicU64::new(0),
             authenticate_failure: Mutex::new(None),
+            misbehaviour: Mutex::new(None),
             jwts_issued: AtomicU64::new(0),
             refresh_tokens_issued: AtomicU64::new(0),
             valid_refresh_tokens: Mutex::new(HashSet::new()),
@@ -148,7 +168,8 @@ impl FakeTokenServer {
         self.state.jwt_lifetime_secs.store(secs, Ordering::SeqCst);
     }
 
-    /// Makes `/refresh` take this long (real time), so concurrent requests pile up behind it.
+    /// Makes `/refresh` take this long (on the test's clock), so concurrent requests pile up
+    /// behind it.
     pub(crate) fn set_refresh_delay(&self, delay: Duration) {
         let millis = u64::try_from(delay.as_millis()).expect("small delay");
         self.state.refresh_delay_ms.store(millis, Ordering::SeqCst);
@@ -161,6 +182,11 @@ impl FakeTokenServer {
             .authenticate_failure
             .lock()
             .expect("not poisoned") = Some((status, ErrorResponse::new("test_error", message)));
+    }
+
+    /// Makes `/authenticate` and `/refresh` misbehave, or (`None`) behave again.
+    pub(crate) fn misbehave(&self, misbehaviour: Option<Misbehaviour>) {
+        *self.state.misbehaviour.lock().expect("not poisoned") = misbehaviour;
     }
 
     /// Makes `/register_key` answer `status`, with a JSON error body when `message` is given.
@@ -216,12 +242,38 @@ impl ServerState {
     }
 }
 
-fn unauthorized() -> Response {
+/// The server's refusal, with the error code of the route (`invalid_key` or
+/// `invalid_refresh_token`).
+fn unauthorized(code: &str) -> Response {
     (
         StatusCode::UNAUTHORIZED,
-        Json(ErrorResponse::new("invalid_key", "rejected")),
+        Json(ErrorResponse::new(code, "rejected")),
     )
         .into_response()
+}
+
+/// The answer of a misbehaving token route, if it misbehaves.
+async fn misbehaviour(state: &ServerState) -> Option<Response> {
+    let misbehaviour = state.misbehaviour.lock().expect("not poisoned").clone()?;
+    Some(match misbehaviour {
+        Misbehaviour::Hang => std::future::pending().await,
+        Misbehaviour::Oversize => {
+            let chunk = Bytes::from(vec![b' '; 64 * 1024]);
+            let chunks = std::iter::repeat_n(chunk, 16).map(Ok::<_, std::io::Error>);
+            Response::new(Body::from_stream(futures_util::stream::iter(chunks)))
+        }
+        Misbehaviour::Redirect(location) => (
+            StatusCode::TEMPORARY_REDIRECT,
+            [(header::LOCATION, location)],
+        )
+            .into_response(),
+        Misbehaviour::GatewayUnauthorized => (
+            StatusCode::UNAUTHORIZED,
+            [(header::CONTENT_TYPE, "text/html")],
+            "<html><body><h1>401 Authorization Required</h1></body></html>",
+        )
+            .into_response(),
+    })
 }
 
 async fn authenticate(
@@ -229,6 +281,9 @@ async fn authenticate(
     Json(request): Json<AuthRequest>,
 ) -> Response {
     state.authenticate_calls.fetch_add(1, Ordering::SeqCst);
+    if let Some(response) = misbehaviour(&state).await {
+        return response;
+    }
     let failure = state
         .authenticate_failure
         .lock()
@@ -241,7 +296,7 @@ async fn authenticate(
         || request.key != state.key
         || request.identifier != state.identifier
     {
-        return unauthorized();
+        return unauthorized("invalid_key");
     }
     Json(TokenResponse {
         jwt: state.new_jwt(state.lifetime()),
@@ -260,6 +315,9 @@ async fn refresh(
         .lock()
         .expect("not poisoned")
         .push(request.refresh_token.clone());
+    if let Some(response) = misbehaviour(&state).await {
+        return response;
+    }
     let delay = state.refresh_delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -273,7 +331,7 @@ async fn refresh(
         || !known
         || request.identifier != state.identifier
     {
-        return unauthorized();
+        return unauthorized("invalid_refresh_token");
     }
     let rotated = if state.rotate_refresh_tokens.load(Ordering::SeqCst) {
         state

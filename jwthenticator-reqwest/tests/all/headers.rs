@@ -4,12 +4,12 @@ use std::sync::{Arc, Mutex};
 
 use http::Extensions;
 use http::header::AUTHORIZATION;
-use jwthenticator_reqwest::JwtAuthMiddleware;
+use jwthenticator_reqwest::{ConfigError, JwtAuthMiddleware};
 use reqwest::{Request, Response, StatusCode};
 use reqwest_middleware::{ClientBuilder, Middleware, Next};
 
 use crate::fake_target::FakeTarget;
-use crate::support::{Setup, http_client};
+use crate::support::{Setup, http_client, http_client_builder};
 
 #[tokio::test]
 async fn existing_authorization_header_is_not_overwritten() {
@@ -65,6 +65,46 @@ async fn jwt_is_attached_only_for_allowed_hosts() {
     assert!(authorization.starts_with("Bearer "), "{authorization}");
 }
 
+#[tokio::test]
+async fn without_allowed_hosts_or_any_host_the_middleware_does_not_build() {
+    let setup = Setup::new();
+    let err = JwtAuthMiddleware::new(setup.server.url(), setup.identifier)
+        .with_key(setup.server.key())
+        .build()
+        .expect_err("the hosts are required");
+    assert!(matches!(err, ConfigError::NoAllowedHosts), "{err:?}");
+    assert!(err.to_string().contains("with_allowed_hosts"), "{err}");
+
+    let err = setup
+        .middleware()
+        .with_any_host(true)
+        .build()
+        .expect_err("a list and any host contradict each other");
+    assert!(matches!(err, ConfigError::InvalidSetting(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn with_any_host_every_host_gets_the_jwt() {
+    let setup = Setup::new();
+    let third_party = FakeTarget::start();
+    let anywhere = JwtAuthMiddleware::new(setup.server.url(), setup.identifier)
+        .with_key(setup.server.key())
+        .with_http_client(http_client_builder())
+        .with_any_host(true)
+        .build()
+        .unwrap();
+    assert!(anywhere.is_allowed(&third_party.url("x").parse().unwrap()));
+
+    setup
+        .client(anywhere)
+        .get(third_party.url("anything"))
+        .send()
+        .await
+        .unwrap();
+    let authorization = third_party.authorizations()[0].clone().unwrap();
+    assert!(authorization.starts_with("Bearer "), "{authorization}");
+}
+
 /// Records whether the `Authorization` header it sees is marked sensitive.
 struct SensitivityProbe(Arc<Mutex<Vec<bool>>>);
 
@@ -102,8 +142,8 @@ async fn attached_authorization_header_is_marked_sensitive() {
     assert_eq!(*seen.lock().unwrap(), vec![true, true]);
 }
 
-#[test]
-fn debug_output_shows_no_secrets() {
+#[tokio::test]
+async fn debug_output_shows_no_secrets() {
     let setup = Setup::new();
     let refresh_token = setup.server.issue_refresh_token();
     let jwt = setup.server.issue_jwt(3600);
@@ -114,7 +154,8 @@ fn debug_output_shows_no_secrets() {
     let builder = JwtAuthMiddleware::new(server_url, setup.identifier)
         .with_key(setup.server.key())
         .with_refresh_token(refresh_token.clone())
-        .with_jwt(jwt.clone());
+        .with_jwt(jwt.clone())
+        .with_any_host(true);
     let builder_debug = format!("{builder:?}");
     let middleware = builder.build().unwrap();
     let middleware_debug = format!("{middleware:?} {middleware:#?}");

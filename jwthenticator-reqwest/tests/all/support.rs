@@ -1,7 +1,7 @@
-//! What every test needs: a runtime for the fake servers, HTTP clients and a middleware factory.
+//! What every test needs: fake servers, HTTP clients and a middleware factory.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use jwthenticator_reqwest::{JwtAuthMiddleware, JwtAuthMiddlewareBuilder, Tokens};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
@@ -10,39 +10,42 @@ use uuid::Uuid;
 use crate::fake_target::FakeTarget;
 use crate::fake_token_server::FakeTokenServer;
 
-/// The fake servers run on their own runtime, on real time, so that tests may pause the
-/// `tokio::time` clock of theirs without freezing the servers.
-fn server_runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("server runtime")
-    })
-}
-
-/// Serves `app` on a fresh loopback port for the rest of the test binary's life.
+/// Serves `app` on a fresh loopback port for the rest of the test, on the test's runtime.
+///
+/// The servers share the test's clock: a paused clock jumps to the next timer whenever the
+/// runtime has nothing to do, and only when the servers answer on the same runtime is there
+/// always something to do until they have answered. (On a runtime of their own, every
+/// deadline of a call would fire while the answer is on its way.)
 pub(crate) fn serve(app: axum::Router) -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     listener.set_nonblocking(true).expect("non-blocking");
     let addr = listener.local_addr().expect("local addr");
-    server_runtime().spawn(async move {
+    tokio::spawn(async move {
         let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
         axum::serve(listener, app).await.expect("serve");
     });
     addr
 }
 
-/// A plain client for loopback. No idle-pool timer: with a paused clock the runtime jumps to the
-/// next timer whenever it waits for I/O, and a pool timer would make time run away.
-pub(crate) fn http_client() -> reqwest::Client {
+/// A plain client builder for loopback. No idle-pool timer: with a paused clock the runtime
+/// jumps to the next timer whenever it waits, and a pool timer would make time run away.
+pub(crate) fn http_client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .no_proxy()
         .pool_idle_timeout(None)
-        .build()
-        .expect("http client")
+}
+
+/// A plain client for loopback, see [`http_client_builder`].
+pub(crate) fn http_client() -> reqwest::Client {
+    http_client_builder().build().expect("http client")
+}
+
+/// Lets tasks of the test's runtime (background refreshes, the fake servers) run for a few
+/// rounds; a paused clock moves on by a millisecond a round.
+pub(crate) async fn settle() {
+    for _ in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
 }
 
 /// A token server, a target service and the identifier of the client under test.
@@ -62,11 +65,17 @@ impl Setup {
         }
     }
 
-    /// A middleware for the fake server with its key and the test HTTP client.
+    /// A middleware for the fake server with its key and the test HTTP client, that attaches
+    /// the JWT to requests to the target.
     pub(crate) fn middleware(&self) -> JwtAuthMiddlewareBuilder {
+        self.middleware_without_key().with_key(self.server.key())
+    }
+
+    /// [`Setup::middleware`] without credentials.
+    pub(crate) fn middleware_without_key(&self) -> JwtAuthMiddlewareBuilder {
         JwtAuthMiddleware::new(self.server.url(), self.identifier)
-            .with_key(self.server.key())
-            .with_http_client(http_client())
+            .with_http_client(http_client_builder())
+            .with_allowed_hosts([self.target.addr().to_string()])
     }
 
     /// A client with `middleware` in front of the test HTTP client.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use jwthenticator_reqwest::{AuthError, ConfigError, JwtAuthMiddleware};
 use reqwest::StatusCode;
 
-use crate::support::{Recorded, Setup, auth_error, http_client};
+use crate::support::{Recorded, Setup, auth_error, http_client_builder, settle};
 
 fn bearer(jwt: &str) -> Option<String> {
     Some(format!("Bearer {jwt}"))
@@ -47,7 +47,8 @@ async fn path_prefix_of_the_server_url_is_kept() {
     let setup = Setup::new();
     let middleware = JwtAuthMiddleware::new(setup.server.prefixed_url(), setup.identifier)
         .with_key(setup.server.key())
-        .with_http_client(http_client())
+        .with_http_client(http_client_builder())
+        .with_allowed_hosts([setup.target.addr().to_string()])
         .build()
         .unwrap();
     let client = setup.client(middleware);
@@ -75,24 +76,30 @@ async fn jwt_within_the_refresh_margin_is_refreshed() {
     client.get(setup.target.url("b")).send().await.unwrap();
     assert_eq!(setup.server.refresh_calls(), 0);
 
-    // ... and refreshed at 545 s, before it expires.
+    // ... and at 545 s, before it expires, refreshed in the background while the request
+    // goes on with it ...
     tokio::time::advance(Duration::from_secs(15)).await;
     client.get(setup.target.url("c")).send().await.unwrap();
+    settle().await;
     assert_eq!(setup.server.refresh_calls(), 1);
     assert_eq!(setup.server.authenticate_calls(), 1);
+    // ... so the next request has the new one.
+    client.get(setup.target.url("d")).send().await.unwrap();
+    assert_eq!(setup.server.refresh_calls(), 1);
 
     let authorizations = setup.target.authorizations();
     assert_eq!(authorizations[0], authorizations[1]);
-    assert_ne!(authorizations[1], authorizations[2]);
+    assert_eq!(authorizations[1], authorizations[2]);
+    assert_ne!(authorizations[2], authorizations[3]);
 }
 
 #[tokio::test]
 async fn jwt_given_up_front_is_used_without_calling_the_server() {
     let setup = Setup::new();
     let jwt = setup.server.issue_jwt(3600);
-    let middleware = JwtAuthMiddleware::new(setup.server.url(), setup.identifier)
+    let middleware = setup
+        .middleware_without_key()
         .with_jwt(jwt.clone())
-        .with_http_client(http_client())
         .build()
         .unwrap();
     let client = setup.client(middleware);
@@ -107,10 +114,10 @@ async fn jwt_given_up_front_is_used_without_calling_the_server() {
 #[tokio::test]
 async fn expired_jwt_given_up_front_is_refreshed_with_the_refresh_token() {
     let setup = Setup::new();
-    let middleware = JwtAuthMiddleware::new(setup.server.url(), setup.identifier)
+    let middleware = setup
+        .middleware_without_key()
         .with_jwt(setup.server.issue_jwt(-10))
         .with_refresh_token(setup.server.issue_refresh_token())
-        .with_http_client(http_client())
         .build()
         .unwrap();
     let client = setup.client(middleware);
@@ -125,9 +132,9 @@ async fn expired_jwt_given_up_front_is_refreshed_with_the_refresh_token() {
 #[tokio::test]
 async fn expired_jwt_alone_fails_with_no_credentials() {
     let setup = Setup::new();
-    let middleware = JwtAuthMiddleware::new(setup.server.url(), setup.identifier)
+    let middleware = setup
+        .middleware_without_key()
         .with_jwt(setup.server.issue_jwt(-10))
-        .with_http_client(http_client())
         .build()
         .unwrap();
     let client = setup.client(middleware);
@@ -203,9 +210,9 @@ async fn rejected_key_is_a_typed_error_and_is_never_sent_again() {
 async fn rejected_refresh_token_without_a_key_is_a_typed_error() {
     let setup = Setup::new();
     setup.server.reject_refresh();
-    let middleware = JwtAuthMiddleware::new(setup.server.url(), setup.identifier)
+    let middleware = setup
+        .middleware_without_key()
         .with_refresh_token(setup.server.issue_refresh_token())
-        .with_http_client(http_client())
         .build()
         .unwrap();
     let client = setup.client(middleware);
@@ -266,6 +273,7 @@ async fn rotated_refresh_token_is_stored_and_used_next() {
     for _ in 0..2 {
         tokio::time::advance(Duration::from_secs(590)).await;
         client.get(setup.target.url("b")).send().await.unwrap();
+        settle().await;
     }
 
     // authenticate issued refresh-1, the first refresh rotated it to refresh-2, the second
@@ -294,7 +302,8 @@ async fn refresh_survives_the_request_that_started_it_being_cancelled() {
     setup.server.set_refresh_delay(Duration::from_millis(300));
     let client = setup.default_client();
     client.get(setup.target.url("a")).send().await.unwrap();
-    tokio::time::advance(Duration::from_secs(590)).await;
+    // Expired: the next request waits for the refresh.
+    tokio::time::advance(Duration::from_secs(601)).await;
 
     // The caller gives up while the server is still answering the refresh (which rotates
     // refresh-1 into refresh-2).
@@ -330,7 +339,10 @@ async fn token_listener_is_told_of_every_change() {
     client.get(setup.target.url("a")).send().await.unwrap();
     client.get(setup.target.url("b")).send().await.unwrap();
     tokio::time::advance(Duration::from_secs(590)).await;
+    // Still with the JWT due for refresh, which is replaced in the background.
     client.get(setup.target.url("c")).send().await.unwrap();
+    settle().await;
+    client.get(setup.target.url("c2")).send().await.unwrap();
     // The refresh token is revoked and so is the key: the listener learns the refresh token is gone.
     setup.server.reject_refresh();
     setup.server.reject_key();
@@ -344,7 +356,7 @@ async fn token_listener_is_told_of_every_change() {
     assert_eq!(bearer(calls[0].0.as_deref().unwrap()), authorizations[0]);
     assert_eq!(calls[0].1.as_deref(), Some("refresh-1"));
     // After refresh (no rotation): the new JWT, the same refresh token.
-    assert_eq!(bearer(calls[1].0.as_deref().unwrap()), authorizations[2]);
+    assert_eq!(bearer(calls[1].0.as_deref().unwrap()), authorizations[3]);
     assert_eq!(calls[1].1.as_deref(), Some("refresh-1"));
     // After the refresh token was rejected: no refresh token left.
     assert_eq!(calls[2].1, None);

@@ -1,5 +1,5 @@
-//! A JWKS server on loopback that counts its fetches and can be told to fail, to grow, or to
-//! insist on a header.
+//! A JWKS server on loopback that counts its fetches and can be told to fail, to grow, to
+//! redirect, or to insist on a header; and one that never answers.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use jwthenticator_core::Jwks;
+use tokio::net::TcpListener;
 
 /// The header a custom client sends, see [`FakeJwks::fetches_with_client_header`].
 pub(crate) const CLIENT_HEADER: &str = "x-jwks-client";
@@ -28,6 +29,8 @@ struct Shared {
     cache_control: Mutex<Option<String>>,
     down: AtomicBool,
     chunked: AtomicBool,
+    /// Where `/moved` redirects to (307).
+    redirect_to: Mutex<String>,
     fetches: AtomicUsize,
     fetches_with_client_header: AtomicUsize,
     other_requests: AtomicUsize,
@@ -41,9 +44,10 @@ impl FakeJwks {
         let app = Router::new()
             .route("/jwks", get(serve_jwks))
             .route("/prefix/jwks", get(serve_jwks))
+            .route("/moved", get(redirect))
             .fallback(count_other)
             .with_state(Arc::clone(&state));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binds a loopback port");
         let addr = listener.local_addr().expect("local address");
@@ -58,6 +62,15 @@ impl FakeJwks {
 
     pub(crate) fn jwks_url(&self) -> String {
         format!("http://{}/jwks", self.addr)
+    }
+
+    /// `/moved`, which answers 307 to the location given to [`FakeJwks::redirect_to`].
+    pub(crate) fn moved_url(&self) -> String {
+        format!("http://{}/moved", self.addr)
+    }
+
+    pub(crate) fn redirect_to(&self, location: &str) {
+        location.clone_into(&mut self.state.redirect_to.lock().expect("lock"));
     }
 
     pub(crate) fn publish(&self, jwks: &Jwks) {
@@ -148,6 +161,34 @@ async fn serve_jwks(State(state): State<Arc<Shared>>, headers: HeaderMap) -> Res
         );
     }
     response
+}
+
+async fn redirect(State(state): State<Arc<Shared>>) -> Response {
+    let location = state.redirect_to.lock().expect("lock").clone();
+    (
+        StatusCode::TEMPORARY_REDIRECT,
+        [(header::LOCATION, location)],
+    )
+        .into_response()
+}
+
+/// A JWKS URL on loopback whose server accepts connections and never answers; the count of
+/// accepted connections.
+pub(crate) async fn hanging_jwks_url() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds a loopback port");
+    let addr = listener.local_addr().expect("local address");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    (format!("http://{addr}/jwks"), accepted)
 }
 
 async fn count_other(State(state): State<Arc<Shared>>) -> StatusCode {

@@ -1,6 +1,6 @@
 //! The JWKS cache against a fake JWKS server on loopback that counts fetches, with paused
-//! Tokio time: first fetch, rotation, floods of unknown `kid`s, outages, refresh schedule,
-//! custom client, size limit and invalidation of cached tokens.
+//! Tokio time: first fetch, rotation, floods of unknown `kid`s, outages and stale keys, hanging
+//! servers, refresh schedule, custom client, size limit and invalidation of cached tokens.
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use jwthenticator_core::{Claims, Jwks};
 use jwthenticator_tower::{AuthError, AuthErrorKind, JwksErrorKind, JwtAuth};
 use serde_json::json;
 
-use crate::fake_jwks::{CLIENT_HEADER, FakeJwks};
+use crate::fake_jwks::{CLIENT_HEADER, FakeJwks, hanging_jwks_url};
 use crate::support::*;
 
 const COOLDOWN: Duration = Duration::from_secs(10);
@@ -98,6 +98,55 @@ async fn a_rotated_key_is_accepted_after_one_shared_refetch_and_no_request_fails
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_key_published_right_after_the_first_fetch_is_accepted_on_its_first_request() {
+    let server = FakeJwks::start(&jwks()).await;
+    let layer = remote_layer(&server);
+    assert_eq!(status(&layer, &valid_token()).await, StatusCode::OK);
+    // The issuer restarts with a new key, or publishes its next one, a second later.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    server.publish(&rotated_jwks());
+    let new_token = signed(&keys().rotated, ROTATED_KID, &claims());
+    assert_eq!(status(&layer, &new_token).await, StatusCode::OK);
+    assert_eq!(server.fetches(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refetch_that_found_its_kid_does_not_delay_the_next_new_key() {
+    let server = FakeJwks::start(&jwks()).await;
+    let layer = remote_layer(&server);
+    assert_eq!(status(&layer, &valid_token()).await, StatusCode::OK);
+    server.publish(&rotated_jwks());
+    let rotated_token = signed(&keys().rotated, ROTATED_KID, &claims());
+    assert_eq!(status(&layer, &rotated_token).await, StatusCode::OK);
+
+    // Two seconds later a third key appears (the test's "attacker" key, published by the
+    // issuer this time).
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let mut three_keys = rotated_jwks();
+    three_keys.keys.push(keys().attacker.jwk("key-3"));
+    server.publish(&three_keys);
+    let third_token = signed(&keys().attacker, "key-3", &claims());
+    assert_eq!(status(&layer, &third_token).await, StatusCode::OK);
+    assert_eq!(server.fetches(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_unknown_kids_right_after_the_first_fetch_costs_one_fetch() {
+    let server = FakeJwks::start(&jwks()).await;
+    let layer = remote_layer(&server);
+    assert_eq!(status(&layer, &valid_token()).await, StatusCode::OK);
+    for burst in 0..3 {
+        let tokens: Vec<String> = (0..1_000).map(token_with_unknown_kid).collect();
+        let statuses = join_all(tokens.iter().map(|token| status(&layer, token))).await;
+        assert!(
+            statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED),
+            "burst {burst}"
+        );
+        assert_eq!(server.fetches(), 2, "burst {burst}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_flood_of_unknown_kids_costs_at_most_one_fetch_per_cooldown() {
     let server = FakeJwks::start(&jwks()).await;
     let layer = remote_layer(&server);
@@ -158,31 +207,42 @@ async fn an_unknown_kid_in_the_cooldown_is_rejected_at_once() {
     assert_eq!(server.fetches(), fetches);
 }
 
+/// `per_minute` requests at the end of each of the next `minutes` minutes (plus the few
+/// milliseconds that letting background fetches finish takes), each expected to pass.
+async fn pass_every_minute(server: &FakeJwks, layer: &JwtAuth, minutes: u32, per_minute: u32) {
+    for minute in 1..=minutes {
+        pass_after(server, layer, Duration::from_secs(60), per_minute, minute).await;
+    }
+}
+
+async fn pass_after(server: &FakeJwks, layer: &JwtAuth, wait: Duration, n: u32, label: u32) {
+    tokio::time::advance(wait).await;
+    server.settle().await;
+    for _ in 0..n {
+        assert_eq!(
+            status(layer, &valid_token()).await,
+            StatusCode::OK,
+            "minute {label}"
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
-async fn when_the_jwks_server_is_down_cached_keys_serve_until_max_staleness_then_503() {
-    let max_staleness = Duration::from_secs(30 * 60);
+async fn by_default_stale_keys_serve_ten_minutes_past_their_refresh_time_then_503() {
     let server = FakeJwks::start(&jwks()).await;
-    let layer = remote_layer(&server).with_max_staleness(max_staleness);
+    let layer = remote_layer(&server);
     assert_eq!(status(&layer, &valid_token()).await, StatusCode::OK);
     assert_eq!(server.fetches(), 1);
 
     server.set_down(true);
-    // Every minute for 29 minutes: the background refreshes fail, requests still pass,
-    // with a cached token and with tokens verified afresh.
-    for minute in 1..30 {
-        tokio::time::advance(Duration::from_secs(60)).await;
-        server.settle().await;
-        assert_eq!(
-            status(&layer, &valid_token()).await,
-            StatusCode::OK,
-            "minute {minute}"
-        );
-    }
-    // The refresh due at 5 min fails, and the retries back off from 30 s up to the 5 min
-    // interval: at 5:00, 5:30, 6:30, 8:30, 12:30, 17:30, 22:30 and 27:30.
-    assert_eq!(server.fetches() - 1, 8, "failed refreshes");
+    // The keys are due for refresh at 5:00; that refresh and its retries fail, and requests
+    // pass, with a cached token and with tokens verified afresh, until 15:00.
+    pass_every_minute(&server, &layer, 14, 1).await;
+    pass_after(&server, &layer, Duration::from_secs(30), 1, 14).await;
+    // The retries back off from 30 s up to the 5 min interval: 5:00, 5:30, 6:30, 8:30, 12:30.
+    assert_eq!(server.fetches() - 1, 5, "failed refreshes");
 
-    tokio::time::advance(Duration::from_secs(61)).await;
+    tokio::time::advance(Duration::from_secs(31)).await;
     let response = send(&layer, request(Some(&valid_token()))).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let retry_after: u64 = response.headers()[RETRY_AFTER]
@@ -205,6 +265,100 @@ async fn when_the_jwks_server_is_down_cached_keys_serve_until_max_staleness_then
     server.set_down(false);
     tokio::time::advance(COOLDOWN).await;
     assert_eq!(status(&layer, &valid_token()).await, StatusCode::OK);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_staleness_bound_is_configurable() {
+    let server = FakeJwks::start(&jwks()).await;
+    let layer = remote_layer(&server).with_max_staleness(Duration::from_secs(60));
+    assert_eq!(status(&layer, &valid_token()).await, StatusCode::OK);
+    server.set_down(true);
+    // Due at 5:00, kept until 6:00.
+    pass_every_minute(&server, &layer, 5, 1).await;
+    pass_after(&server, &layer, Duration::from_secs(30), 1, 5).await;
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert_eq!(
+        status(&layer, &valid_token()).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_stale_use_is_counted_and_logged_at_most_once_a_minute() {
+    let logs = CapturedLogs::global();
+    #[cfg(feature = "metrics")]
+    let metrics = StaleUseCounter::default();
+    #[cfg(feature = "metrics")]
+    let _metrics = metrics::set_default_local_recorder(&metrics);
+
+    let server = FakeJwks::start(&jwks()).await;
+    let stale_lines = || logs.lines(&[STALE_LOG, &server.jwks_url()]);
+    let layer = remote_layer(&server);
+    assert_eq!(status(&layer, &valid_token()).await, StatusCode::OK);
+    server.set_down(true);
+    // Until 5:00 the keys are fresh, whether or not the server is up.
+    pass_every_minute(&server, &layer, 4, 3).await;
+    assert_eq!(stale_lines(), Vec::<String>::new());
+
+    // Due at 5:00, the refresh fails; three requests a minute from 5:00 to 14:00 use stale keys.
+    pass_every_minute(&server, &layer, 10, 3).await;
+    let lines = stale_lines();
+    assert_eq!(lines.len(), 10, "one line a minute: {lines:#?}");
+    assert!(lines[1].contains("uses=3"), "{lines:#?}");
+    #[cfg(feature = "metrics")]
+    assert_eq!(metrics.count(&server.base_url()), 30, "every use counted");
+
+    // A successful refresh ends it.
+    server.set_down(false);
+    layer.refresh_keys().await.expect("refreshes");
+    pass_every_minute(&server, &layer, 2, 3).await;
+    assert_eq!(stale_lines().len(), 10);
+    #[cfg(feature = "metrics")]
+    assert_eq!(metrics.count(&server.base_url()), 30);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_jwks_server_costs_a_request_the_fetch_deadline_then_503() {
+    let (url, accepted) = hanging_jwks_url().await;
+    // A client without any timeout of its own.
+    let layer = JwtAuth::from_jwks_url(&url).with_http_client(reqwest::Client::new());
+    let started = tokio::time::Instant::now();
+    let response = tokio::time::timeout(
+        Duration::from_secs(60),
+        send(&layer, request(Some(&valid_token()))),
+    )
+    .await
+    .expect("an answer within 60 s");
+    let waited = started.elapsed();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key(RETRY_AFTER));
+    assert_eq!(
+        response
+            .extensions()
+            .get::<AuthError>()
+            .map(AuthError::kind),
+        Some(AuthErrorKind::KeysUnavailable)
+    );
+    assert!(
+        (Duration::from_secs(5)..Duration::from_secs(6)).contains(&waited),
+        "the 5 s default deadline: {waited:?}"
+    );
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    let layer = layer
+        .with_fetch_timeout(Duration::from_secs(2))
+        .expect("timeout");
+    let started = tokio::time::Instant::now();
+    let error = tokio::time::timeout(Duration::from_secs(60), layer.refresh_keys())
+        .await
+        .expect("within 60 s")
+        .expect_err("no answer");
+    assert_eq!(error.kind(), JwksErrorKind::Timeout);
+    assert!(
+        (Duration::from_secs(2)..Duration::from_secs(3)).contains(&started.elapsed()),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,5 +1,5 @@
 //! Tests of the `JwtAuth` layer: RFC 6750 rejections and the hostile-token set with fixed keys
-//! and no sockets, and the JWKS cache against a fake JWKS server on loopback.
+//! and no sockets, and the JWKS cache and its transport rules against fake JWKS servers on loopback.
 
 mod claims;
 #[cfg(feature = "axum")]
@@ -10,3 +10,4 @@ mod jwks_cache;
 mod rejections;
 mod responses;
 mod support;
+mod transport;

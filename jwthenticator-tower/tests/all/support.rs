@@ -1,7 +1,7 @@
 //! Keys, tokens and services shared by the tests. Keys are generated once per test binary.
 
 use std::convert::Infallible;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::encoding::AsDer;
@@ -188,4 +188,127 @@ pub(crate) fn challenge<B>(response: &Response<B>) -> &str {
         .headers()
         .get(http::header::WWW_AUTHENTICATE)
         .map_or("", |value| value.to_str().expect("ASCII challenge"))
+}
+
+/// The message of the log line about stale keys.
+pub(crate) const STALE_LOG: &str = "verifying tokens with keys past their refresh time";
+
+/// The warnings of every test of the binary, from a subscriber installed once (a subscriber
+/// per thread misses events when tests run in parallel); tests pick their own lines by the
+/// JWKS URL in them.
+#[derive(Clone)]
+pub(crate) struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    pub(crate) fn global() -> Self {
+        static LOGS: OnceLock<CapturedLogs> = OnceLock::new();
+        LOGS.get_or_init(|| {
+            let logs = Self(Arc::default());
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(logs.clone())
+                .with_ansi(false)
+                .with_max_level(tracing::Level::WARN)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+            logs
+        })
+        .clone()
+    }
+
+    /// The lines that contain every one of `needles`.
+    pub(crate) fn lines(&self, needles: &[&str]) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().expect("lock"))
+            .lines()
+            .filter(|line| needles.iter().all(|needle| line.contains(needle)))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
+    type Writer = Self;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// A `metrics` recorder that counts `jwthenticator_tower_stale_key_uses_total` by its `jwks`
+/// label; install it on the current thread with `metrics::set_default_local_recorder`.
+#[cfg(feature = "metrics")]
+#[derive(Default)]
+pub(crate) struct StaleUseCounter(
+    Mutex<std::collections::HashMap<String, Arc<std::sync::atomic::AtomicU64>>>,
+);
+
+#[cfg(feature = "metrics")]
+impl StaleUseCounter {
+    pub(crate) fn count(&self, jwks: &str) -> u64 {
+        self.0
+            .lock()
+            .expect("lock")
+            .get(jwks)
+            .map_or(0, |count| count.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl metrics::Recorder for StaleUseCounter {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        if key.name() != "jwthenticator_tower_stale_key_uses_total" {
+            return metrics::Counter::noop();
+        }
+        let jwks = key
+            .labels()
+            .find(|label| label.key() == "jwks")
+            .map(|label| label.value().to_owned())
+            .unwrap_or_default();
+        let count = Arc::clone(self.0.lock().expect("lock").entry(jwks).or_default());
+        metrics::Counter::from_arc(count)
+    }
+
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
 }

@@ -1,5 +1,6 @@
 //! jwthenticator-reqwest against the real server binary on loopback (embedded SQLite): the
-//! admin client registers a key, the middleware authenticates, attaches, refreshes and retries.
+//! admin client registers a key, the middleware authenticates, attaches (to allowed hosts
+//! only), refreshes and retries.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,6 +10,23 @@ use jwthenticator_tests::TestServer;
 use reqwest_middleware::ClientBuilder;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_jwthenticator-server-e2e");
+
+/// `127.0.0.1:PORT` of the server, for the allow-list: the server's own `/validate_request` is
+/// the protected target of these tests.
+fn server_host(server: &TestServer) -> String {
+    server.base_url().trim_start_matches("http://").to_owned()
+}
+
+/// Registers `device-key` for a new identifier, through the admin client.
+async fn register_device_key(server: &TestServer) -> uuid::Uuid {
+    let admin = AdminClient::new(server.base_url()).expect("admin client");
+    let identifier = uuid::Uuid::new_v4();
+    admin
+        .register_key("device-key", identifier)
+        .await
+        .expect("register");
+    identifier
+}
 
 fn is_key_rejected(err: &reqwest_middleware::Error) -> bool {
     matches!(
@@ -43,17 +61,13 @@ async fn middleware_authenticates_then_refreshes_against_the_real_server() {
         .env("JWT_LEASE_TIME", "2")
         .start()
         .await;
-    let admin = AdminClient::new(server.base_url()).expect("admin client");
-    let identifier = uuid::Uuid::new_v4();
-    admin
-        .register_key("device-key", identifier)
-        .await
-        .expect("register");
+    let identifier = register_device_key(&server).await;
 
     let seen = Arc::new(Mutex::new(Vec::new()));
     let listener_seen = seen.clone();
     let auth = JwtAuthMiddleware::new(server.base_url(), identifier)
         .with_key("device-key")
+        .with_allowed_hosts([server_host(&server)])
         .with_refresh_margin(Duration::from_secs(1))
         .with_token_listener(move |tokens| {
             listener_seen
@@ -85,6 +99,14 @@ async fn middleware_authenticates_then_refreshes_against_the_real_server() {
         .await
         .expect("request");
     assert_eq!(second.status().as_u16(), 200);
+    // The JWT, due for refresh but still valid, went with the request and is being replaced in
+    // the background.
+    for _ in 0..100 {
+        if seen.lock().expect("lock").len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let seen = seen.lock().expect("lock").clone();
     assert!(
         seen.len() >= 2,
@@ -108,6 +130,7 @@ async fn an_unregistered_key_is_a_typed_error() {
     let server = TestServer::builder(BINARY).start().await;
     let auth = JwtAuthMiddleware::new(server.base_url(), uuid::Uuid::new_v4())
         .with_key("never-registered")
+        .with_allowed_hosts([server_host(&server)])
         .build()
         .expect("middleware");
     let client = ClientBuilder::new(reqwest::Client::new())
@@ -163,6 +186,7 @@ async fn admin_client_revokes_and_lists_keys_with_the_admin_token() {
     let device = || {
         let auth = JwtAuthMiddleware::new(server.base_url(), identifier)
             .with_key("device-key")
+            .with_allowed_hosts([server_host(&server)])
             .build()
             .expect("middleware");
         ClientBuilder::new(reqwest::Client::new())
@@ -204,4 +228,70 @@ async fn admin_client_revokes_and_lists_keys_with_the_admin_token() {
     );
     let keys = admin.list_keys(identifier).await.expect("list");
     assert!(keys.iter().all(|k| k.revoked_at.is_some()));
+}
+
+/// A service on loopback that counts the requests that carried an `Authorization` header.
+async fn third_party() -> (String, Arc<Mutex<Vec<Option<String>>>>) {
+    use axum::http::HeaderMap;
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    let app = axum::Router::new().fallback(move |headers: HeaderMap| {
+        let record = Arc::clone(&record);
+        async move {
+            let authorization = headers
+                .get("authorization")
+                .map(|value| value.to_str().unwrap_or("not ASCII").to_owned());
+            record.lock().expect("lock").push(authorization);
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://localhost:{}", address.port()), seen)
+}
+
+#[tokio::test]
+async fn the_jwt_goes_only_to_the_allowed_hosts_against_the_real_server() {
+    let server = TestServer::builder(BINARY).start().await;
+    let identifier = register_device_key(&server).await;
+    let builder = || JwtAuthMiddleware::new(server.base_url(), identifier).with_key("device-key");
+
+    // Without an allow-list (or the explicit any-host opt-in) there is no middleware.
+    let err = builder().build().expect_err("the hosts are required");
+    assert!(
+        matches!(err, jwthenticator_reqwest::ConfigError::NoAllowedHosts),
+        "{err:?}"
+    );
+
+    let auth = builder()
+        .with_allowed_hosts([server_host(&server)])
+        .build()
+        .expect("middleware");
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(auth)
+        .build();
+    let (elsewhere, seen) = third_party().await;
+    let answer = client
+        .get(format!("{elsewhere}/collect"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(answer.status().as_u16(), 200);
+    assert_eq!(
+        *seen.lock().expect("lock"),
+        vec![None],
+        "no JWT for a third party"
+    );
+
+    let status = client
+        .get(server.url("/validate_request"))
+        .send()
+        .await
+        .expect("request")
+        .status();
+    assert_eq!(status.as_u16(), 200, "the allowed host gets a valid JWT");
 }
