@@ -478,15 +478,13 @@ fn refusal(status: StatusCode, error: &str, message: &str) -> poem::Error {
     poem::Error::from_response(response)
 }
 
-/// A host name or address that only this machine reaches.
+/// A `Host` header value (`name[:port]`) that names this machine only.
 fn is_loopback_host(host: &str) -> bool {
     let name = host
         .rsplit_once(':')
-        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|(name, port)| !name.ends_with(':') && port.bytes().all(|b| b.is_ascii_digit()))
         .map_or(host, |(name, _)| name);
-    let name = name.trim_start_matches('[').trim_end_matches(']');
-    name.eq_ignore_ascii_case("localhost")
-        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    jwthenticator_core::is_loopback_host(name)
 }
 
 fn is_loopback_peer(peer: &Addr) -> bool {
@@ -758,7 +756,8 @@ mod tests {
             guard.check_parts(path, &headers(pairs), &peer(from))
         };
         assert!(check("/register_key", &[host], "127.0.0.1:4000").is_ok());
-        assert!(check("/register_key", &[host], "[::1]:4000").is_ok());
+        assert!(check("/register_key", &[("host", "[::1]:8080")], "[::1]:4000").is_ok());
+        assert!(check("/register_key", &[("host", "127.0.0.1")], "127.0.0.1:4000").is_ok());
         assert!(check("/register_key", &[host], "[::ffff:127.0.0.1]:4000").is_ok());
         for (pairs, from) in [
             (vec![host], "192.0.2.1:4000"),
