@@ -28,6 +28,7 @@
 
 mod bearer;
 mod claims;
+mod json_error;
 mod jwks;
 mod token_cache;
 mod verifier;
@@ -35,6 +36,7 @@ mod wire;
 
 pub use bearer::{BearerError, parse_bearer};
 pub use claims::{Audience, Claims};
+pub use json_error::describe_json_error;
 pub use jsonwebtoken::Algorithm;
 pub use jwks::{Jwk, Jwks, kid_of_spki};
 pub use token_cache::{TokenCache, TokenHash};
