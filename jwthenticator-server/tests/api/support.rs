@@ -226,11 +226,21 @@ pub(crate) fn sign_rsa(
     header: &Value,
     payload: &str,
 ) -> String {
+    sign_rsa_text(pem, alg, &header.to_string(), payload)
+}
+
+/// [`sign_rsa`] with the header as text, for headers a `Value` cannot hold.
+pub(crate) fn sign_rsa_text(
+    pem: &str,
+    alg: jsonwebtoken::Algorithm,
+    header: &str,
+    payload: &str,
+) -> String {
     use rsa::pkcs1::EncodeRsaPrivateKey;
     use rsa::pkcs8::DecodePrivateKey;
     let key = rsa::RsaPrivateKey::from_pkcs8_pem(pem).expect("pkcs8");
     let der = key.to_pkcs1_der().expect("der");
-    let message = format!("{}.{}", b64(header.to_string()), b64(payload));
+    let message = format!("{}.{}", b64(header), b64(payload));
     let signature = jsonwebtoken::crypto::sign(
         message.as_bytes(),
         &jsonwebtoken::EncodingKey::from_rsa_der(der.as_bytes()),
