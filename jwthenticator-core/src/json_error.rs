@@ -109,8 +109,9 @@ fn describe_data_error(message: &str) -> String {
 }
 
 /// Reads a UUID string (as `Uuid`'s own `Deserialize` does for JSON) with serde's standard
-/// "invalid value" error, which [`describe_json_error`] reduces to `invalid value: string,
-/// expected a UUID`. `uuid`'s own error is a free-form message quoting the input.
+/// "invalid value" error, `invalid value: string, expected a UUID`, which names the string by
+/// its kind only, even where the error is displayed as it is. `uuid`'s own error is a
+/// free-form message quoting the input.
 pub(crate) fn deserialize_uuid<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<uuid::Uuid, D::Error> {
@@ -125,7 +126,7 @@ pub(crate) fn deserialize_uuid<'de, D: Deserializer<'de>>(
 
         fn visit_str<E: de::Error>(self, value: &str) -> Result<uuid::Uuid, E> {
             uuid::Uuid::parse_str(value)
-                .map_err(|_| E::invalid_value(Unexpected::Str(value), &self))
+                .map_err(|_| E::invalid_value(Unexpected::Other("string"), &self))
         }
     }
 

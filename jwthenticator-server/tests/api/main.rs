@@ -5,6 +5,7 @@ mod support;
 mod hostile_tokens;
 mod keys;
 mod ops;
+mod request_errors;
 mod security;
 mod signing;
 
