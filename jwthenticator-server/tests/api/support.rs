@@ -232,7 +232,8 @@ fn install_log_capture() {
     INSTALLED.get_or_init(|| {
         use tracing_subscriber::Layer;
         use tracing_subscriber::layer::SubscriberExt;
-        let capturing = tracing_subscriber::filter::filter_fn(|_| {
+        // Dynamic, so asked on every event: a plain `filter_fn` is asked once per callsite.
+        let capturing = tracing_subscriber::filter::dynamic_filter_fn(|_, _| {
             CAPTURE.with(|capture| capture.borrow().is_some())
         });
         let layer = tracing_subscriber::fmt::layer()
