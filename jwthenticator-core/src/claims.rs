@@ -12,8 +12,10 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Claims {
     /// Unique id of this token.
+    #[serde(deserialize_with = "crate::json_error::deserialize_uuid")]
     pub token_id: Uuid,
     /// The client the token was issued to.
+    #[serde(deserialize_with = "crate::json_error::deserialize_uuid")]
     pub identifier: Uuid,
     /// Issued at, seconds since the Unix epoch.
     pub iat: i64,

@@ -29,6 +29,7 @@
 mod bearer;
 mod claims;
 mod host;
+mod json_error;
 mod jwks;
 mod token_cache;
 mod verifier;
@@ -37,6 +38,7 @@ mod wire;
 pub use bearer::{BearerError, parse_bearer};
 pub use claims::{Audience, Claims};
 pub use host::is_loopback_host;
+pub use json_error::describe_json_error;
 pub use jsonwebtoken::Algorithm;
 pub use jwks::{Jwk, Jwks, kid_of_spki};
 pub use token_cache::{TokenCache, TokenHash};

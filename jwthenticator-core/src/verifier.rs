@@ -2,7 +2,12 @@
 //!
 //! The algorithm is pinned by the key (never chosen by the token), `exp` is required and must be
 //! an integer, `nbf`, `iat`, `aud` and `iss` are checked, `crit` is rejected, and every failure
-//! says why in a [`VerifyError`].
+//! says why in a [`VerifyError`], without quoting the token.
+//!
+//! The verdict does not depend on the type the caller reads the claims as: every registered
+//! header parameter and claim must have the type its RFC gives it (`null` is not "absent"), and
+//! the header and the claims must be JSON objects of Unicode strings nested at most 128 deep,
+//! down to members no type reads.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -14,10 +19,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 use serde::de::{
-    self, DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor,
+    self, DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
+    Visitor,
 };
 
 use crate::claims::{Audience, Claims};
+use crate::json_error::describe_json_error;
 use crate::jwks::{Jwk, Jwks};
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat` unless configured otherwise, in seconds.
@@ -30,7 +37,9 @@ pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum VerifyErrorKind {
-    /// Not three base64url segments of JSON, or longer than [`MAX_TOKEN_LEN`].
+    /// Not three base64url segments of JSON, longer than [`MAX_TOKEN_LEN`], or a header that is
+    /// not a valid JOSE header (a registered parameter of the wrong type or `null`, `b64`
+    /// without `crit`, a lone surrogate escape, nesting deeper than 128).
     Malformed,
     /// The header names an algorithm that is not accepted (`none`, `HS256`, unknown names).
     UnsupportedAlgorithm,
@@ -40,11 +49,13 @@ pub enum VerifyErrorKind {
     MissingKeyId,
     /// No key in the set has the header's `kid`.
     UnknownKeyId,
-    /// The header carries `crit`, whose extensions this verifier does not implement.
+    /// The header carries `crit`: this verifier implements no extension, RFC 7797's `b64`
+    /// included.
     CriticalHeader,
     /// The signature does not verify with the key.
     InvalidSignature,
-    /// A claim is missing or has the wrong type (for example a string `exp`).
+    /// A claim is missing or has the wrong type (for example a string or `null` `exp`), or the
+    /// claims are not a JSON object of Unicode strings nested at most 128 deep.
     InvalidClaims,
     /// `exp` has passed.
     Expired,
@@ -404,20 +415,150 @@ pub struct Verifier {
     required_claims: Vec<String>,
 }
 
+/// The registered JOSE header parameters (RFC 7515 section 4.1, RFC 7797 section 3), each with
+/// the type its RFC gives it: one of another type, `null` included, makes the header malformed
+/// rather than counting as absent. Other members are ignored, as RFC 7515 says.
 #[derive(Deserialize)]
+#[expect(dead_code, reason = "most members are read only to check their types")]
 struct Header {
     alg: String,
+    #[serde(default, deserialize_with = "present")]
     kid: Option<String>,
-    crit: Option<IgnoredAny>,
+    /// Refused whatever it lists: this verifier implements no extension.
+    #[serde(default, deserialize_with = "present")]
+    crit: Option<Vec<JsonString>>,
+    /// RFC 7797's unencoded payload, which a header may only carry with `b64` in `crit`.
+    #[serde(default, deserialize_with = "present")]
+    b64: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    typ: Option<JsonString>,
+    #[serde(default, deserialize_with = "present")]
+    cty: Option<JsonString>,
+    #[serde(default, deserialize_with = "present")]
+    jku: Option<JsonString>,
+    #[serde(default, deserialize_with = "present")]
+    jwk: Option<JsonObject>,
+    #[serde(default, deserialize_with = "present")]
+    x5u: Option<JsonString>,
+    #[serde(default, deserialize_with = "present")]
+    x5c: Option<Vec<JsonString>>,
+    #[serde(default, deserialize_with = "present")]
+    x5t: Option<JsonString>,
+    #[serde(default, deserialize_with = "present", rename = "x5t#S256")]
+    x5t_s256: Option<JsonString>,
 }
 
+/// The registered claims (RFC 7519 section 4.1), typed as there (`exp`, `nbf` and `iat` as
+/// integers): a claim of another type, `null` included, makes the claims invalid rather than
+/// counting as absent, whatever type the caller reads the claims as.
 #[derive(Deserialize)]
+#[expect(
+    dead_code,
+    reason = "`sub` and `jti` are read only to check their types"
+)]
 struct RegisteredClaims {
+    #[serde(default, deserialize_with = "present")]
     exp: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
     nbf: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
     iat: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
     aud: Option<Audience>,
+    #[serde(default, deserialize_with = "present")]
     iss: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    sub: Option<JsonString>,
+    #[serde(default, deserialize_with = "present")]
+    jti: Option<JsonString>,
+}
+
+/// Reads a member that may be absent (`#[serde(default)]`) but, when present, must have its
+/// type: serde's `Option` would read `null` as absent.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
+}
+
+/// A JSON string, checked and dropped.
+struct JsonString;
+
+impl<'de> Deserialize<'de> for JsonString {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_str(JsonVisitor("a string"))
+            .map(|()| Self)
+    }
+}
+
+/// A JSON object, checked to its depth and dropped.
+struct JsonObject;
+
+impl<'de> Deserialize<'de> for JsonObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_map(JsonVisitor("a JSON object"))
+            .map(|()| Self)
+    }
+}
+
+/// Any JSON value, checked to its depth and dropped. Unlike [`IgnoredAny`], which serde_json
+/// skips without looking, every string is decoded (so a lone surrogate escape is refused) and
+/// every level counts against serde_json's nesting limit of 128.
+struct JsonValue;
+
+impl<'de> Deserialize<'de> for JsonValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(JsonVisitor("any JSON value"))
+            .map(|()| Self)
+    }
+}
+
+/// Accepts what its deserializer was asked for; the name says what that was.
+struct JsonVisitor(&'static str);
+
+impl<'de> Visitor<'de> for JsonVisitor {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<JsonValue>()?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_entry::<JsonString, JsonValue>()?.is_some() {}
+        Ok(())
+    }
 }
 
 /// Reads a claims set for which of these claims it holds with a value other than `null`, a
@@ -487,14 +628,16 @@ fn decode_segment(segment: &str, name: &str) -> Result<Vec<u8>, VerifyError> {
 }
 
 /// Parses a JOSE header or a claims set, which must be a UTF-8 JSON object (RFC 7515 section 4,
-/// RFC 7519 section 7.2). Serde's derived structs would also read a JSON array field by field,
-/// and `from_slice` skips the strings of ignored members without checking their UTF-8.
-fn from_json_object<T: DeserializeOwned>(json: &[u8]) -> serde_json::Result<T> {
-    let json = std::str::from_utf8(json).map_err(|_| serde::de::Error::custom("not UTF-8"))?;
-    if !json.trim_ascii_start().starts_with('{') {
-        return Err(serde::de::Error::custom("expected a JSON object"));
-    }
-    serde_json::from_str(json)
+/// RFC 7519 section 7.2) of Unicode strings (RFC 8259 section 8.2: no lone surrogate escape)
+/// nested at most 128 deep, whatever `T` reads of it. Serde's derived structs would also read a
+/// JSON array field by field, `from_slice` skips the strings of ignored members without checking
+/// their UTF-8, and neither looks into ignored members at all. The error says what is wrong
+/// without quoting the JSON.
+fn from_json_object<T: DeserializeOwned>(json: &[u8]) -> Result<T, String> {
+    let json = std::str::from_utf8(json).map_err(|_| "not UTF-8".to_owned())?;
+    serde_json::from_str::<JsonObject>(json)
+        .and_then(|JsonObject| serde_json::from_str(json))
+        .map_err(|e| describe_json_error(&e))
 }
 
 fn now_unix() -> i64 {
@@ -563,7 +706,7 @@ impl Verifier {
         let claims = serde_json::from_slice(&payload).map_err(|e| {
             VerifyError::new(
                 VerifyErrorKind::InvalidClaims,
-                format!("invalid claims: {e}"),
+                format!("invalid claims: {}", describe_json_error(&e)),
             )
         })?;
         Ok((claims, exp))
@@ -600,6 +743,11 @@ impl Verifier {
             return Err(VerifyError::new(
                 VerifyErrorKind::CriticalHeader,
                 "the `crit` header parameter is not supported",
+            ));
+        }
+        if header.b64.is_some() {
+            return Err(malformed(
+                "the `b64` header parameter must be listed in `crit` (RFC 7797)",
             ));
         }
         let alg = parse_algorithm(&header.alg).ok_or_else(|| {
@@ -717,7 +865,7 @@ impl Verifier {
         if !self.required_claims.is_empty() {
             let present = RequiredClaims(&self.required_claims)
                 .deserialize(&mut serde_json::Deserializer::from_slice(payload))
-                .map_err(|e| invalid(format!("invalid claims: {e}")))?;
+                .map_err(|e| invalid(format!("invalid claims: {}", describe_json_error(&e))))?;
             let mut missing = self.required_claims.iter().zip(present).filter(|(_, p)| !p);
             if let Some((name, _)) = missing.next() {
                 return Err(invalid(format!(

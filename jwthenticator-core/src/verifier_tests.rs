@@ -915,6 +915,248 @@ fn payload_that_is_not_json_is_invalid_claims() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Typed members, nesting and escapes: refused whatever type the caller reads the claims as.
+
+/// The verdict on `token`, the same whichever type the claims are read as: the server reads
+/// [`Claims`], the tower layer the application's type, which may ignore every member.
+fn verdict_for_every_claims_type(verifier: &Verifier, token: &str) -> Result<(), VerifyErrorKind> {
+    let as_claims = verifier
+        .verify_at(token, NOW)
+        .map(drop)
+        .map_err(|e| e.kind());
+    let as_value = verifier
+        .verify_as_at::<Value>(token, NOW)
+        .map(drop)
+        .map_err(|e| e.kind());
+    let ignored = verifier
+        .verify_as_at::<serde::de::IgnoredAny>(token, NOW)
+        .map(drop)
+        .map_err(|e| e.kind());
+    assert_eq!(as_claims, as_value, "Claims and Value differ");
+    assert_eq!(as_claims, ignored, "Claims and IgnoredAny differ");
+    as_claims
+}
+
+/// Registered header members (RFC 7515 section 4.1, RFC 7797) with a value of another type
+/// than their RFC gives them, `null` first.
+fn mistyped_header_members() -> Vec<(&'static str, Value)> {
+    let mut members = Vec::new();
+    for name in ["kid", "typ", "cty", "jku", "x5u", "x5t", "x5t#S256"] {
+        members.extend([
+            (name, json!(null)),
+            (name, json!(7)),
+            (name, json!([RSA_KID])),
+        ]);
+    }
+    for name in ["crit", "x5c"] {
+        members.extend([
+            (name, json!(null)),
+            (name, json!("b64")),
+            (name, json!([7])),
+            (name, json!({})),
+        ]);
+    }
+    members.extend([
+        ("jwk", json!(null)),
+        ("jwk", json!("jwk")),
+        ("jwk", json!([])),
+        ("b64", json!(null)),
+        ("b64", json!("false")),
+        ("alg", json!(null)),
+        ("alg", json!(["RS256"])),
+    ]);
+    members
+}
+
+#[test]
+fn registered_header_members_of_another_type_or_null_are_malformed() {
+    let verifier = verifier();
+    for (name, value) in mistyped_header_members() {
+        let mut header = rsa_header();
+        header[name] = value.clone();
+        let token = forge(&header, &claims(), by_our_rsa_key());
+        assert_eq!(
+            verdict_for_every_claims_type(&verifier, &token),
+            Err(VerifyErrorKind::Malformed),
+            "{name}: {value}"
+        );
+    }
+    // `kid: null` does not mean "no kid", even where a token without one is accepted.
+    let token = forge(
+        &json!({"alg": "RS256", "kid": null}),
+        &claims(),
+        by_our_rsa_key(),
+    );
+    assert_eq!(
+        verdict_for_every_claims_type(&rsa_only_verifier(), &token),
+        Err(VerifyErrorKind::Malformed)
+    );
+}
+
+#[test]
+fn b64_header_is_refused_without_crit_and_crit_with_it() {
+    let verifier = verifier();
+    for b64_value in [true, false] {
+        let mut header = rsa_header();
+        header["b64"] = json!(b64_value);
+        let token = forge(&header, &claims(), by_our_rsa_key());
+        assert_eq!(
+            verdict_for_every_claims_type(&verifier, &token),
+            Err(VerifyErrorKind::Malformed),
+            "b64 {b64_value} without crit"
+        );
+        header["crit"] = json!(["b64"]);
+        let token = forge(&header, &claims(), by_our_rsa_key());
+        assert_eq!(
+            verdict_for_every_claims_type(&verifier, &token),
+            Err(VerifyErrorKind::CriticalHeader),
+            "b64 {b64_value} in crit: no extension is understood"
+        );
+    }
+}
+
+#[test]
+fn registered_header_members_of_their_own_type_are_accepted() {
+    let mut header = rsa_header();
+    for (name, value) in [
+        ("cty", json!("JWT")),
+        ("x5t", json!("dGh1bWI")),
+        ("x5t#S256", json!("dGh1bWI")),
+        ("x-vendor", json!(null)),
+    ] {
+        header[name] = value;
+    }
+    let token = forge(&header, &claims(), by_our_rsa_key());
+    assert_eq!(verdict_for_every_claims_type(&verifier(), &token), Ok(()));
+}
+
+/// Registered claims (RFC 7519 section 4.1) with a value of another type than the RFC gives
+/// them, `null` first.
+fn mistyped_claims() -> Vec<(&'static str, Value)> {
+    let mut claims = Vec::new();
+    for name in ["exp", "nbf", "iat"] {
+        claims.extend([
+            (name, json!(null)),
+            (name, json!((NOW - 10).to_string())),
+            (name, json!([NOW - 10])),
+            (name, json!(NOW as f64 - 9.5)),
+        ]);
+    }
+    for name in ["iss", "sub", "jti"] {
+        claims.extend([(name, json!(null)), (name, json!(7)), (name, json!(["a"]))]);
+    }
+    claims.extend([
+        ("aud", json!(null)),
+        ("aud", json!(7)),
+        ("aud", json!([7])),
+        ("aud", json!({"svc": true})),
+    ]);
+    claims
+}
+
+#[test]
+fn registered_claims_of_another_type_or_null_are_invalid_claims() {
+    let verifier = verifier();
+    for (name, value) in mistyped_claims() {
+        let mut payload = claims();
+        payload[name] = value.clone();
+        assert_eq!(
+            verdict_for_every_claims_type(&verifier, &rsa_token(&payload)),
+            Err(VerifyErrorKind::InvalidClaims),
+            "{name}: {value}"
+        );
+    }
+    let mut payload = claims();
+    payload["sub"] = json!("device-7");
+    payload["jti"] = json!(TOKEN_ID);
+    assert_eq!(
+        verdict_for_every_claims_type(&verifier, &rsa_token(&payload)),
+        Ok(())
+    );
+}
+
+/// `depth` nested arrays.
+fn nested(depth: usize) -> String {
+    format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+#[test]
+fn deep_nesting_and_lone_surrogates_are_refused_in_any_member() {
+    let verifier = verifier();
+    let header = rsa_header().to_string();
+    let payload = claims().to_string();
+    let with_member = |object: &str, member: &str| object.replacen('{', &format!("{{{member},"), 1);
+    for member in [
+        format!(r#""ext":{}"#, nested(1000)),
+        format!(r#""ext":{}"#, nested(128)),
+        format!(r#""ext":{{"a":{}}}"#, nested(127)),
+        r#""ext":"\ud800""#.to_owned(),
+        r#""ext":"\udc00""#.to_owned(),
+        r#""ext":["\ud800x"]"#.to_owned(),
+        r#""ext":{"k":"\ud800\u0041"}"#.to_owned(),
+        r#""\ud800":1"#.to_owned(),
+    ] {
+        let in_header = forge_text(&with_member(&header, &member), &payload, by_our_rsa_key());
+        assert_eq!(
+            verdict_for_every_claims_type(&verifier, &in_header),
+            Err(VerifyErrorKind::Malformed),
+            "header {member}"
+        );
+        let in_payload = forge_text(&header, &with_member(&payload, &member), by_our_rsa_key());
+        assert_eq!(
+            verdict_for_every_claims_type(&verifier, &in_payload),
+            Err(VerifyErrorKind::InvalidClaims),
+            "payload {member}"
+        );
+    }
+    // Nesting within the limit, and a surrogate pair, are fine.
+    for member in [
+        format!(r#""ext":{}"#, nested(126)),
+        r#""ext":"\ud83d\ude00""#.to_owned(),
+    ] {
+        let token = forge_text(
+            &with_member(&header, &member),
+            &with_member(&payload, &member),
+            by_our_rsa_key(),
+        );
+        assert_eq!(
+            verdict_for_every_claims_type(&verifier, &token),
+            Ok(()),
+            "{member}"
+        );
+    }
+}
+
+#[test]
+fn errors_name_the_member_and_its_type_but_never_its_value() {
+    let verifier = verifier();
+    let secret = "my-secret-claim-value";
+    let mut header = rsa_header();
+    header["kid"] = json!([secret]);
+    let mut payload = claims();
+    payload["nbf"] = json!(secret);
+    let mut bad_uuid = claims();
+    bad_uuid["identifier"] = json!(secret);
+    for (token, expected) in [
+        (
+            forge(&header, &claims(), by_our_rsa_key()),
+            "invalid type: sequence, expected a string",
+        ),
+        (rsa_token(&payload), "invalid type: string, expected i64"),
+        (
+            rsa_token(&bad_uuid),
+            "invalid value: string, expected a UUID",
+        ),
+    ] {
+        let err = verifier.verify_at(&token, NOW).expect_err("rejected");
+        let text = err.to_string();
+        assert!(text.contains(expected), "{text}");
+        assert!(!text.contains(secret), "{text}");
+        assert!(!format!("{err:?}").contains(secret), "{err:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Audience and issuer.
 
 #[test]

@@ -26,6 +26,7 @@ pub struct RegisterKeyRequest {
     #[cfg_attr(feature = "openapi", oai(validator(min_length = 1, max_length = 4096)))]
     pub key: String,
     /// The UUID the key is registered for.
+    #[serde(deserialize_with = "crate::json_error::deserialize_uuid")]
     pub identifier: Uuid,
 }
 
@@ -37,6 +38,7 @@ pub struct AuthRequest {
     #[cfg_attr(feature = "openapi", oai(validator(min_length = 1, max_length = 4096)))]
     pub key: String,
     /// The UUID the JWT is issued to (its `identifier` claim).
+    #[serde(deserialize_with = "crate::json_error::deserialize_uuid")]
     pub identifier: Uuid,
 }
 
@@ -48,6 +50,7 @@ pub struct RefreshRequest {
     #[cfg_attr(feature = "openapi", oai(validator(min_length = 1, max_length = 4096)))]
     pub refresh_token: String,
     /// The UUID the JWT is issued to (its `identifier` claim).
+    #[serde(deserialize_with = "crate::json_error::deserialize_uuid")]
     pub identifier: Uuid,
 }
 
@@ -145,6 +148,7 @@ pub struct RevokeRefreshTokenRequest {
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
 pub struct IdentifierRequest {
     /// The identifier whose keys are revoked.
+    #[serde(deserialize_with = "crate::json_error::deserialize_uuid")]
     pub identifier: Uuid,
 }
 

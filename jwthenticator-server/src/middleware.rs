@@ -3,10 +3,12 @@
 
 use std::time::Instant;
 
+use jwthenticator_core::describe_json_error;
 use poem::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use poem::http::{HeaderValue, StatusCode};
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
 use serde::de::DeserializeOwned;
+use serde_json::error::Category;
 use tracing::Instrument;
 
 use crate::error::into_json_response;
@@ -27,7 +29,8 @@ fn bad_request(message: String) -> poem::Error {
 }
 
 /// For the JSON endpoints: reads the body up to the size limit, checks it is a `T` (naming the
-/// field that is wrong, which poem-openapi's own message does not), and declares it JSON, since
+/// field that is wrong and the type it expects, which poem-openapi's own message does not, and
+/// never the value, which may be a secret sent in the wrong field), and declares it JSON, since
 /// the original accepted `curl -d` bodies sent as form data.
 pub(crate) fn json_body<T: DeserializeOwned, E: Endpoint>(ep: E) -> impl Endpoint {
     ep.before(|mut req: Request| async move {
@@ -50,12 +53,23 @@ pub(crate) fn json_body<T: DeserializeOwned, E: Endpoint>(ep: E) -> impl Endpoin
             })?;
         let mut parser = serde_json::Deserializer::from_slice(&body);
         if let Err(err) = serde_path_to_error::deserialize::<_, T>(&mut parser) {
+            let reason = describe_json_error(err.inner());
             let path = err.path().to_string();
-            return Err(bad_request(if path == "." {
-                format!("invalid JSON body: {}", err.inner())
-            } else {
-                format!("field `{path}`: {}", err.inner())
-            }));
+            // Only a data error is about one of `T`'s fields; a syntax error may lie in a
+            // member `T` ignores, whose name the sender chose.
+            return Err(bad_request(
+                if path == "." || err.inner().classify() != Category::Data {
+                    format!("invalid JSON body: {reason}")
+                } else {
+                    format!("field `{path}`: {reason}")
+                },
+            ));
+        }
+        if let Err(err) = parser.end() {
+            return Err(bad_request(format!(
+                "invalid JSON body: {}",
+                describe_json_error(&err)
+            )));
         }
         req.set_body(body);
         req.headers_mut()

@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     Backend, TestApp, attacker_key_pem, b64, claims_json, private_key_pem, sign_hmac, sign_rsa,
+    sign_rsa_text,
 };
 
 fn public_key_forms() -> Vec<(&'static str, Vec<u8>)> {
@@ -281,7 +282,165 @@ async fn validated_tokens_are_remembered_only_until_they_expire(backend: Backend
     }
 }
 
+/// Tokens signed with the server's key whose verdict once depended on
+/// `VALIDATION_CACHE_SIZE`, or whose members carry `null` or another type than their RFC
+/// gives them, with the verdict expected: whether the token is valid.
+fn typed_member_tokens(kid: &str) -> Vec<(String, String, bool)> {
+    let now = chrono::Utc::now().timestamp();
+    let header = json!({"alg": "RS256", "kid": kid, "typ": "JWT"});
+    let claims = || {
+        json!({
+            "token_id": uuid::Uuid::new_v4(),
+            "identifier": uuid::Uuid::new_v4(),
+            "iat": now,
+            "exp": now + 600,
+        })
+    };
+    let ours = |header: &Value, payload: &str| {
+        sign_rsa(private_key_pem(), Algorithm::RS256, header, payload)
+    };
+    let mut tokens = vec![
+        (
+            "valid".to_owned(),
+            ours(&header, &claims().to_string()),
+            true,
+        ),
+        (
+            "valid, with sub, jti and an extra claim".to_owned(),
+            ours(&header, &{
+                let mut payload = claims();
+                payload["sub"] = json!("device-7");
+                payload["jti"] = json!(uuid::Uuid::new_v4());
+                payload["scope"] = json!(["read"]);
+                payload.to_string()
+            }),
+            true,
+        ),
+    ];
+    for name in ["iat", "token_id", "identifier"] {
+        let mut payload = claims();
+        payload.as_object_mut().expect("object").remove(name);
+        tokens.push((
+            format!("no {name}"),
+            ours(&header, &payload.to_string()),
+            false,
+        ));
+    }
+    for (name, value) in [
+        ("iat", json!(null)),
+        ("iat", json!(now.to_string())),
+        ("nbf", json!(null)),
+        ("nbf", json!("0")),
+        ("exp", json!(null)),
+        ("aud", json!(null)),
+        ("iss", json!(null)),
+        ("sub", json!(null)),
+        ("sub", json!(7)),
+        ("jti", json!(null)),
+        ("jti", json!(7)),
+        ("token_id", json!(null)),
+        ("token_id", json!("not-a-uuid")),
+        ("identifier", json!(7)),
+        ("identifier", json!("not-a-uuid")),
+    ] {
+        let mut payload = claims();
+        payload[name] = value.clone();
+        tokens.push((
+            format!("claim {name}: {value}"),
+            ours(&header, &payload.to_string()),
+            false,
+        ));
+    }
+    for (name, value) in [
+        ("kid", json!(null)),
+        ("crit", json!(null)),
+        ("crit", json!(["b64"])),
+        ("b64", json!(true)),
+        ("typ", json!(null)),
+        ("jwk", json!("key")),
+        ("x5c", json!(null)),
+    ] {
+        let mut header = header.clone();
+        header[name] = value.clone();
+        tokens.push((
+            format!("header {name}: {value}"),
+            ours(&header, &claims().to_string()),
+            false,
+        ));
+    }
+    let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
+    for (name, member) in [
+        ("1,000-deep nesting", format!(r#""ext":{deep}"#)),
+        ("a lone \\ud800 escape", r#""ext":"\ud800""#.to_owned()),
+        ("a lone \\udc00 escape", r#""ext":["\udc00"]"#.to_owned()),
+    ] {
+        let payload = claims()
+            .to_string()
+            .replacen('{', &format!("{{{member},"), 1);
+        tokens.push((
+            format!("payload with {name}"),
+            ours(&header, &payload),
+            false,
+        ));
+        let header_text = header.to_string().replacen('{', &format!("{{{member},"), 1);
+        tokens.push((
+            format!("header with {name}"),
+            sign_rsa_text(
+                private_key_pem(),
+                Algorithm::RS256,
+                &header_text,
+                &claims().to_string(),
+            ),
+            false,
+        ));
+    }
+    tokens
+}
+
+/// Each token's verdict at `/validate` and at `/validate_request`, each asked twice, so that
+/// with a cache the second answer is a hit: the four must agree.
+async fn verdicts(app: &TestApp, tokens: &[(String, String, bool)]) -> Vec<bool> {
+    let mut verdicts = Vec::new();
+    for (name, token, _) in tokens {
+        let mut answers = Vec::new();
+        for _ in 0..2 {
+            answers.push(app.post("/validate", json!({"jwt": token})).await.0);
+            let status = app
+                .validate_request(Some(&format!("Bearer {token}")))
+                .await
+                .0;
+            answers.push(status);
+        }
+        assert!(
+            answers == [200; 4] || answers == [401; 4],
+            "{name}: answers {answers:?}"
+        );
+        verdicts.push(answers[0] == 200);
+    }
+    verdicts
+}
+
+/// `VALIDATION_CACHE_SIZE` is a performance setting: with the cache off and on (the default),
+/// every token gets the same verdict, the expected one, on a first look and on a cache hit.
+async fn the_validation_cache_size_changes_no_verdict(backend: Backend) {
+    let uncached = TestApp::with_args(backend, &["--validation-cache-size", "0"]).await;
+    let tokens = typed_member_tokens(&uncached.kid());
+    let without_cache = verdicts(&uncached, &tokens).await;
+    let cached = TestApp::on(uncached.database, &[]).await;
+    let with_cache = verdicts(&cached, &tokens).await;
+    let wrong: Vec<String> = tokens
+        .iter()
+        .zip(without_cache.iter().zip(&with_cache))
+        .filter(|((_, _, valid), (without, with))| *without != valid || *with != valid)
+        .map(|((name, _, valid), (without, with))| {
+            format!("{name}: expected valid={valid}, without the cache {without}, with it {with}")
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
 on_both_backends!(
+    the_validation_cache_size_changes_no_verdict,
     validated_tokens_are_remembered_only_until_they_expire,
     hostile_tokens_are_rejected_with_401_never_5xx,
     a_token_longer_than_the_body_field_limit_is_a_400_at_validate_and_401_at_validate_request,

@@ -6,6 +6,7 @@ mod attacks;
 mod hostile_tokens;
 mod keys;
 mod ops;
+mod request_errors;
 mod security;
 mod signing;
 

@@ -1,6 +1,7 @@
 //! Test apps on SQLite or PostgreSQL, each in a fresh database, and token forging.
 
-use std::sync::OnceLock;
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -178,6 +179,7 @@ impl TestApp {
     }
 
     pub(crate) async fn on(database: Database, args: &[&str]) -> Self {
+        install_log_capture();
         let app = App::new(&config(&database.url, args))
             .await
             .expect("app starts");
@@ -257,6 +259,78 @@ impl TestApp {
     }
 }
 
+thread_local! {
+    /// Where the log lines of this thread go, while a test captures them.
+    static CAPTURE: RefCell<Option<Arc<Mutex<Vec<u8>>>>> = const { RefCell::new(None) };
+}
+
+/// Installs, once for the test binary, the subscriber behind [`CapturedLogs`]: every level,
+/// for threads that capture. One global subscriber installed before any app runs, rather than a
+/// scoped one per test: tracing caches whether a callsite is enabled when the callsite is first
+/// hit, and a callsite first hit by one test while another registers its scoped subscriber can
+/// stay disabled for it.
+fn install_log_capture() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        use tracing_subscriber::Layer;
+        use tracing_subscriber::layer::SubscriberExt;
+        // Dynamic, so asked on every event: a plain `filter_fn` is asked once per callsite.
+        let capturing = tracing_subscriber::filter::dynamic_filter_fn(|_, _| {
+            CAPTURE.with(|capture| capture.borrow().is_some())
+        });
+        let layer = tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(|| ThreadCapture)
+            .with_filter(capturing);
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
+            .expect("no other global subscriber");
+    });
+}
+
+/// Every log line, at every level, that the app logs on this thread while the capture lives:
+/// the whole app, since `#[tokio::test]` runtimes are current-thread.
+pub(crate) struct CapturedLogs {
+    lines: Arc<Mutex<Vec<u8>>>,
+}
+
+impl CapturedLogs {
+    pub(crate) fn start() -> Self {
+        install_log_capture();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        CAPTURE.with(|capture| *capture.borrow_mut() = Some(Arc::clone(&lines)));
+        Self { lines }
+    }
+
+    /// What has been logged so far.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.lines.lock().expect("lock")).into_owned()
+    }
+}
+
+impl Drop for CapturedLogs {
+    fn drop(&mut self) {
+        CAPTURE.with(|capture| capture.borrow_mut().take());
+    }
+}
+
+/// Writes to the capture of the thread that logs.
+struct ThreadCapture;
+
+impl std::io::Write for ThreadCapture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        CAPTURE.with(|capture| {
+            if let Some(lines) = capture.borrow().as_ref() {
+                lines.lock().expect("lock").extend_from_slice(bytes);
+            }
+        });
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 pub(crate) fn b64(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
@@ -268,11 +342,21 @@ pub(crate) fn sign_rsa(
     header: &Value,
     payload: &str,
 ) -> String {
+    sign_rsa_text(pem, alg, &header.to_string(), payload)
+}
+
+/// [`sign_rsa`] with the header as text, for headers a `Value` cannot hold.
+pub(crate) fn sign_rsa_text(
+    pem: &str,
+    alg: jsonwebtoken::Algorithm,
+    header: &str,
+    payload: &str,
+) -> String {
     use rsa::pkcs1::EncodeRsaPrivateKey;
     use rsa::pkcs8::DecodePrivateKey;
     let key = rsa::RsaPrivateKey::from_pkcs8_pem(pem).expect("pkcs8");
     let der = key.to_pkcs1_der().expect("der");
-    let message = format!("{}.{}", b64(header.to_string()), b64(payload));
+    let message = format!("{}.{}", b64(header), b64(payload));
     let signature = jsonwebtoken::crypto::sign(
         message.as_bytes(),
         &jsonwebtoken::EncodingKey::from_rsa_der(der.as_bytes()),

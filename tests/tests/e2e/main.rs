@@ -97,6 +97,10 @@ async fn logs_of_a_full_run_at_trace_level_contain_no_secret() {
         .0,
         400
     );
+    // serde's own message would quote it: invalid type: string "key-…", expected i64.
+    let (status, answer) = post(&client, server.url("/revoke_key"), json!({"key_id": key})).await;
+    assert_eq!(status, 400);
+    assert!(!answer.to_string().contains(&key), "{answer}");
 
     let logs = server.logs();
     assert!(
