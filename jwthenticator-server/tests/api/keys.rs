@@ -19,13 +19,13 @@ async fn token_from(app: &App) -> String {
     let identifier = uuid::Uuid::new_v4();
     client
         .post("/register_key")
-        .body_json(&json!({"key": "k", "identifier": identifier}))
+        .body_json(&json!({"key": crate::support::KEY, "identifier": identifier}))
         .send()
         .await
         .assert_status(poem::http::StatusCode::CREATED);
     let response = client
         .post("/authenticate")
-        .body_json(&json!({"key": "k", "identifier": identifier}))
+        .body_json(&json!({"key": crate::support::KEY, "identifier": identifier}))
         .send()
         .await;
     response.assert_status_is_ok();
@@ -185,6 +185,8 @@ async fn without_any_key_on_postgres_each_process_generates_its_own() {
         "jwthenticator-server",
         "--database-url",
         database.url.as_str(),
+        "--key-hash-secret",
+        crate::support::KEY_HASH_SECRET,
     ])
     .expect("config");
     let first = App::new(&config).await.expect("app");
@@ -221,13 +223,13 @@ async fn a_public_key_alone_validates_but_cannot_issue() {
         .assert_status_is_ok();
     client
         .post("/register_key")
-        .body_json(&json!({"key": "k", "identifier": uuid::Uuid::new_v4()}))
+        .body_json(&json!({"key": crate::support::KEY, "identifier": uuid::Uuid::new_v4()}))
         .send()
         .await
         .assert_status(poem::http::StatusCode::CREATED);
     let response = client
         .post("/authenticate")
-        .body_json(&json!({"key": "k", "identifier": uuid::Uuid::new_v4()}))
+        .body_json(&json!({"key": crate::support::KEY, "identifier": uuid::Uuid::new_v4()}))
         .send()
         .await;
     response.assert_status(poem::http::StatusCode::SERVICE_UNAVAILABLE);
