@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 use uuid::Uuid;
 
+use crate::signing::decode_segment;
 use crate::support::{Backend, Database, KEY, KEY_HASH_SECRET, TestApp};
 
 const SECRET: &str = "the-replicas-shared-secret";
@@ -58,16 +59,15 @@ async fn sign(app: &App, identifier: Uuid) -> (u16, Option<String>) {
     let response = client.post("/authenticate").body_json(&body).send().await;
     let status = response.0.status().as_u16();
     let answer: Value = response.json().await.value().deserialize();
-    let kid = answer["jwt"].as_str().map(|jwt| {
-        let header = jwt.split('.').next().expect("header");
-        let header: Value = serde_json::from_slice(
-            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header)
-                .expect("base64"),
-        )
-        .expect("json");
-        header["kid"].as_str().expect("kid").to_owned()
-    });
-    (status, kid)
+    (status, answer["jwt"].as_str().map(kid_of))
+}
+
+/// The `kid` of a token's header.
+fn kid_of(jwt: &str) -> String {
+    decode_segment(jwt, 0)["kid"]
+        .as_str()
+        .expect("kid")
+        .to_owned()
 }
 
 fn kids(app: &App) -> Vec<String> {
@@ -198,16 +198,7 @@ async fn no_replica_signs_past_a_key_s_retirement() {
         match answer["jwt"].as_str() {
             Some(jwt) => {
                 let claims = app.state().keys().verifier().verify(jwt).expect("valid");
-                let header = jwt.split('.').next().expect("header");
-                let header: Value = serde_json::from_slice(
-                    &base64::Engine::decode(
-                        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-                        header,
-                    )
-                    .expect("base64"),
-                )
-                .expect("json");
-                let kid = header["kid"].as_str().expect("kid").to_owned();
+                let kid = kid_of(jwt);
                 let (_, _, from, until) = keys
                     .iter()
                     .find(|k| k.0 == kid)

@@ -160,7 +160,7 @@ async fn assert_rejected(app: &TestApp, name: &str, token: &str) {
     );
 }
 
-fn decode_segment(token: &str, index: usize) -> Value {
+pub(crate) fn decode_segment(token: &str, index: usize) -> Value {
     use base64::Engine;
     let segment = token.split('.').nth(index).expect("segment");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
