@@ -225,6 +225,20 @@ fn derive(secret: &Secret, kdf: &str) -> anyhow::Result<Derived> {
     })
 }
 
+/// [`derive`] off the async threads (Argon2id takes a fraction of a second), logged once.
+async fn derive_once(secret: &Secret, kdf: &str) -> anyhow::Result<Derived> {
+    let started = std::time::Instant::now();
+    let (secret, kdf) = (secret.clone(), kdf.to_owned());
+    let derived = tokio::task::spawn_blocking(move || derive(&secret, &kdf))
+        .await
+        .context("deriving the key sealing key")??;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis(),
+        "derived the key sealing key from KEY_ENCRYPTION_SECRET (Argon2id)"
+    );
+    Ok(derived)
+}
+
 /// Argon2id parameters and a new random salt, as the PHC string stored in `server_settings`.
 fn new_kdf_setting() -> anyhow::Result<String> {
     let mut salt = [0u8; 16];
@@ -273,26 +287,26 @@ impl SharedKeys {
             .context("connecting for the shared signing keys")?;
         let legacy_key = legacy_key(secret)?;
         let stored_check = store.setting(CHECK_SETTING).await?;
+        let stored_kdf = store.setting(KDF_SETTING).await?;
+        let mut derived = match &stored_kdf {
+            Some(kdf) => Some(derive_once(secret, kdf).await?),
+            None => None,
+        };
         if stored_check.is_none() {
-            prove_on_first_scheme(&pool, &legacy_key).await?;
+            // Keys stored by an earlier version (or a lost check value): prove the secret on
+            // them before writing anything.
+            let current = derived.as_ref().map(|d| &d.sealing_key);
+            prove_on_stored_keys(&pool, &legacy_key, current).await?;
         }
-        let kdf = match store.setting(KDF_SETTING).await? {
-            Some(kdf) => kdf,
+        let derived = match derived.take() {
+            Some(derived) => derived,
             None => {
-                store
+                let kdf = store
                     .insert_setting(KDF_SETTING, &new_kdf_setting()?)
-                    .await?
+                    .await?;
+                derive_once(secret, &kdf).await?
             }
         };
-        let started = std::time::Instant::now();
-        let secret = secret.clone();
-        let derived = tokio::task::spawn_blocking(move || derive(&secret, &kdf))
-            .await
-            .context("deriving the key sealing key")??;
-        tracing::info!(
-            elapsed_ms = started.elapsed().as_millis(),
-            "derived the key sealing key from KEY_ENCRYPTION_SECRET (Argon2id)"
-        );
         let check = match stored_check {
             Some(check) => check,
             None => store.insert_setting(CHECK_SETTING, &derived.check).await?,
@@ -344,14 +358,8 @@ impl SharedKeys {
         Ok(out)
     }
 
-    /// The row's private key, opened with the key and associated data of its scheme.
     fn open(&self, row: &Row) -> anyhow::Result<PrivateKey> {
-        let (key, aad) = match row.sealing {
-            SEALING_V1 => (&self.legacy_key, row.kid.as_bytes().to_vec()),
-            SEALING_V2 => (&self.sealing_key, row.associated_data()),
-            other => bail!("sealing scheme {other} is unknown"),
-        };
-        open_sealed(key, aad, &row.sealed)
+        open_row(row, &self.legacy_key, Some(&self.sealing_key))
     }
 
     async fn insert_key(
@@ -533,6 +541,21 @@ impl SharedKeys {
     }
 }
 
+/// The row's private key, opened with the key and associated data of its scheme: `legacy` for
+/// the first, `current` (when known) for the current one.
+fn open_row(
+    row: &Row,
+    legacy: &LessSafeKey,
+    current: Option<&LessSafeKey>,
+) -> anyhow::Result<PrivateKey> {
+    match (row.sealing, current) {
+        (SEALING_V1, _) => open_sealed(legacy, row.kid.as_bytes().to_vec(), &row.sealed),
+        (SEALING_V2, Some(current)) => open_sealed(current, row.associated_data(), &row.sealed),
+        (SEALING_V2, None) => bail!("the parameters of its sealing key are not stored"),
+        (other, _) => bail!("sealing scheme {other} is unknown"),
+    }
+}
+
 fn open_sealed(key: &LessSafeKey, aad: Vec<u8>, sealed: &[u8]) -> anyhow::Result<PrivateKey> {
     let (nonce, ciphertext) = sealed
         .split_at_checked(NONCE_LEN)
@@ -555,17 +578,22 @@ async fn rows(tx: &mut sqlx::PgConnection) -> anyhow::Result<Vec<Row>> {
     .await?)
 }
 
-/// On a database whose keys were all sealed by the first scheme (no check value stored yet),
-/// proves the secret before anything is written: one of the live keys that sign now opens
-/// (or, when none signs now, one of the live keys). An empty table proves nothing and needs
-/// nothing.
-async fn prove_on_first_scheme(pool: &PgPool, legacy_key: &LessSafeKey) -> anyhow::Result<()> {
+/// On a database without a check value of the secret (keys stored by an earlier version),
+/// proves the secret before anything is written: one of the live keys that sign now opens (or,
+/// when none signs now, one of the live keys), those of the first scheme with `legacy_key`,
+/// the others with `current` when the parameters to derive it were stored. An empty table
+/// proves nothing and needs nothing.
+async fn prove_on_stored_keys(
+    pool: &PgPool,
+    legacy_key: &LessSafeKey,
+    current: Option<&LessSafeKey>,
+) -> anyhow::Result<()> {
     let mut conn = pool.acquire().await?;
     let now = naive(Utc::now().timestamp());
     let live: Vec<Row> = rows(&mut conn)
         .await?
         .into_iter()
-        .filter(|row| row.expires_at > now && row.sealing == SEALING_V1)
+        .filter(|row| row.expires_at > now)
         .collect();
     let signing: Vec<&Row> = live.iter().filter(|row| row.signs_at(now)).collect();
     let candidates: Vec<&Row> = if signing.is_empty() {
@@ -573,8 +601,7 @@ async fn prove_on_first_scheme(pool: &PgPool, legacy_key: &LessSafeKey) -> anyho
     } else {
         signing
     };
-    let opens =
-        |row: &&Row| open_sealed(legacy_key, row.kid.as_bytes().to_vec(), &row.sealed).is_ok();
+    let opens = |row: &&Row| open_row(row, legacy_key, current).is_ok();
     if !candidates.is_empty() && !candidates.iter().any(opens) {
         bail!(
             "KEY_ENCRYPTION_SECRET opens none of the stored signing keys that sign now: every \

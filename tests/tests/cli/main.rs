@@ -62,7 +62,7 @@ async fn key_lifecycle_through_the_cli(database_url: &str) {
     let (ok, out, err) = run(
         &["register-key", "--identifier", &id],
         &env,
-        "cli-key-0000001\n",
+        "cli-key-000000001\n",
     )
     .await;
     assert!(ok, "{out}{err}");
@@ -73,21 +73,21 @@ async fn key_lifecycle_through_the_cli(database_url: &str) {
         .start()
         .await;
     assert_eq!(
-        authenticate(&server, "cli-key-0000001", identifier).await,
+        authenticate(&server, "cli-key-000000001", identifier).await,
         200
     );
 
-    let (ok, out, err) = run(&["revoke-key", "--key", "cli-key-0000001"], &env, "").await;
+    let (ok, out, err) = run(&["revoke-key", "--key", "cli-key-000000001"], &env, "").await;
     assert!(ok, "{out}{err}");
     assert!(
         out.contains("revoked 1 key(s) and 1 refresh token(s)"),
         "{out}"
     );
     assert_eq!(
-        authenticate(&server, "cli-key-0000001", identifier).await,
+        authenticate(&server, "cli-key-000000001", identifier).await,
         401
     );
-    let (ok, _, _) = run(&["revoke-key", "--key", "cli-key-0000001"], &env, "").await;
+    let (ok, _, _) = run(&["revoke-key", "--key", "cli-key-000000001"], &env, "").await;
     assert!(!ok, "nothing left to revoke is a failure");
 
     let (ok, out, err) = run(&["purge"], &env, "").await;
