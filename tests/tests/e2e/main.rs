@@ -218,6 +218,9 @@ async fn help_documents_every_environment_variable() {
         "DB_NAME",
         "DB_URI",
         "DATABASE_URL",
+        "KEY_HASH_SECRET",
+        "LEGACY_KEY_HASHES",
+        "MIN_KEY_LENGTH",
     ] {
         assert!(
             help.contains(&format!("[env: {variable}")),
