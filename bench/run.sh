@@ -144,12 +144,13 @@ bench_backend() {
     esac
     log "server on $backend: $ROUNDS rounds of health, validate, validate_request, jwks, raw sign, authenticate, refresh, health_new, validate_request_new"
     HOST=$HOST PORT=$PORT DATABASE_URL=$database_url RSA_PRIVATE_KEY_PATH=$WORK/signing-key.pem \
+        KEY_HASH_SECRET=bench-key-hash-secret-of-32-characters-or-more \
         RUST_LOG=warn AUTH_FAILURES_PER_IDENTIFIER=0 AUTH_FAILURES_PER_ADDRESS=0 \
         "$SERVER" >"$OUT/server-$backend.log" 2>&1 &
     SERVER_PID=$!
     wait_until_up "http://$HOST:$PORT/health"
 
-    local identifier key="bench-key-$$" tokens jwt refresh
+    local identifier key="bench-device-key-$$" tokens jwt refresh
     identifier=$(cat /proc/sys/kernel/random/uuid)
     curl -fsS -o /dev/null "http://$HOST:$PORT/register_key" \
         -d "{\"key\": \"$key\", \"identifier\": \"$identifier\"}"

@@ -48,13 +48,14 @@ BINARY=$CARGO_TARGET_DIR/release/jwthenticator-server
 
 "$BINARY" keygen --algorithm RS256 --private-key-out "$WORK/key.pem" >/dev/null
 IDENTIFIER=$(cat /proc/sys/kernel/random/uuid)
-KEY_BODY="{\"key\": \"growth-key\", \"identifier\": \"$IDENTIFIER\"}"
+KEY_BODY="{\"key\": \"growth-device-key-0001\", \"identifier\": \"$IDENTIFIER\"}"
 
 # start_server <database> <port>: a server on that database; writes the refresh token of the
 # benchmark's key to $WORK/refresh-<port> (no subshell, so its pid reaches the cleanup).
 start_server() {
     psql -q "$POSTGRES_URL/postgres" -c "CREATE DATABASE $1" >/dev/null
     DATABASE_URL="$POSTGRES_URL/$1" HOST=127.0.0.1 PORT=$2 RSA_PRIVATE_KEY_PATH="$WORK/key.pem" \
+        KEY_HASH_SECRET=bench-key-hash-secret-of-32-characters-or-more \
         AUTH_FAILURES_PER_IDENTIFIER=0 AUTH_FAILURES_PER_ADDRESS=0 RUST_LOG=warn \
         "$BINARY" >"$WORK/server-$2.log" 2>&1 &
     PIDS+=($!)

@@ -162,14 +162,15 @@ pub struct RevocationResponse {
     pub refresh_tokens_revoked: u64,
 }
 
-/// A registered key as `GET /keys` lists it: never the key, only a prefix of its hash.
+/// A registered key as `GET /keys` lists it: never the key, nor anything of its hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
 pub struct KeyInfo {
     /// The key's id, for `POST /revoke_key`.
     pub id: i64,
-    /// The first 16 hex digits of the key's SHA-512 hash.
-    pub key_hash_prefix: String,
+    /// How the key is stored: `hmac-sha512` (keyed), or `sha512` for a key the original
+    /// registered that has not been presented since (it is upgraded when it is).
+    pub key_hash_scheme: String,
     /// The identifier the key was registered for.
     pub identifier: Uuid,
     /// Registered at, seconds since the Unix epoch.

@@ -131,7 +131,8 @@ pub(crate) enum RegisterKeyResponse {
     /// The key is registered (or its expiry extended).
     #[oai(status = 201)]
     Created(Json<BoolResponse>),
-    /// The body is not JSON, or `key` or `identifier` is missing or invalid.
+    /// The body is not JSON, `key` or `identifier` is missing or invalid, or `key` is shorter
+    /// than `MIN_KEY_LENGTH` (16 characters by default).
     #[oai(status = 400)]
     BadRequest(Json<ErrorResponse>),
     /// The key was revoked; a revoked key cannot be registered again.
@@ -323,10 +324,19 @@ impl InternalApi {
         state: Data<&Arc<AppState>>,
         body: Json<RegisterKeyRequest>,
     ) -> poem::Result<RegisterKeyResponse> {
+        let hashes = match state.key_hasher.for_registration(&body.key) {
+            Ok(hashes) => hashes,
+            Err(too_short) => {
+                return Ok(RegisterKeyResponse::BadRequest(Json(ErrorResponse::new(
+                    "invalid_request",
+                    too_short.to_string(),
+                ))));
+            }
+        };
         let expires_at = Utc::now() + seconds(state.key_expiry);
         let registration = state
             .store
-            .register_key(&hash_secret(&body.key), body.identifier, expires_at)
+            .register_key(&hashes, body.identifier, expires_at)
             .await
             .map_err(ApiError::from)?;
         if registration == Registration::Revoked {
@@ -367,11 +377,7 @@ impl InternalApi {
                 return Ok(IsKeyRegisteredResponse::TooManyRequests(body, seconds));
             }
         };
-        let exists = state
-            .store
-            .key_exists(&hash_secret(&body.key))
-            .await
-            .map_err(ApiError::from)?;
+        let exists = state.find_key(&body.key).await?.is_some();
         if !exists {
             attempt.failed();
         }
@@ -392,9 +398,9 @@ impl InternalApi {
         state: Data<&Arc<AppState>>,
         body: Json<RevokeKeyRequest>,
     ) -> poem::Result<RevokeResponse> {
-        let hash = body.key.as_deref().map(hash_secret);
-        let selector = match (&hash, body.key_id) {
-            (Some(hash), None) => KeySelector::Hash(hash),
+        let hashes = body.key.as_deref().map(|key| state.key_hasher.hashes(key));
+        let selector = match (&hashes, body.key_id) {
+            (Some(hashes), None) => KeySelector::Key(hashes),
             (None, Some(id)) => KeySelector::Id(id),
             _ => {
                 return Ok(RevokeResponse::BadRequest(Json(ErrorResponse::new(
@@ -467,7 +473,7 @@ impl InternalApi {
         Ok(revocation(revoked))
     }
 
-    /// Lists the keys of an identifier: id, hash prefix, created, expires, revoked — never the key.
+    /// Lists the keys of an identifier: id, hash scheme, created, expires, revoked — no hash.
     #[oai(path = "/keys", method = "get", operation_id = "list_keys")]
     async fn list_keys(
         &self,
@@ -485,7 +491,7 @@ impl InternalApi {
                 .into_iter()
                 .map(|k| KeyInfo {
                     id: k.id,
-                    key_hash_prefix: k.key_hash_prefix,
+                    key_hash_scheme: k.key_hash_scheme,
                     identifier: k.identifier,
                     created_at: k.created.timestamp(),
                     expires_at: k.expires_at.timestamp(),

@@ -12,8 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
 use crate::config::{Config, Database};
-use crate::keys::{KeyType, PrivateKey};
-use crate::store::{self, KeySelector, Registration, Store, hash_secret};
+use crate::key_hash::KeyHasher;
+use crate::keys::{KeyType, MissingKeyFiles, PrivateKey};
+use crate::store::{self, KeySelector, Registration, Store};
 
 /// `jwthenticator-server [OPTIONS] [COMMAND]`: every option is also an environment variable.
 #[derive(Debug, Parser)]
@@ -116,13 +117,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => keygen(algorithm, bits, &private_key_out, public_key_out.as_deref()),
         Command::RegisterKey { identifier, key } => {
             let key = key_or_stdin(key)?;
-            let store = open_store(&config).await?;
+            let (store, hasher) = open_key_store(&config).await?;
+            let hashes = hasher.for_registration(&key)?;
             let expires_at =
                 chrono::Utc::now() + chrono::Duration::seconds(i64::try_from(config.key_expiry)?);
-            match store
-                .register_key(&hash_secret(&key), identifier, expires_at)
-                .await?
-            {
+            match store.register_key(&hashes, identifier, expires_at).await? {
                 Registration::Registered => {
                     report(&format!(
                         "registered a key for {identifier} until {expires_at}"
@@ -135,13 +134,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::RevokeKey { key, key_id } => {
-            let store = open_store(&config).await?;
-            let hash;
+            let (store, hasher) = open_key_store(&config).await?;
+            let hashes;
             let selector = match key_id {
                 Some(id) => KeySelector::Id(id),
                 None => {
-                    hash = hash_secret(&key_or_stdin(key)?);
-                    KeySelector::Hash(&hash)
+                    hashes = hasher.hashes(&key_or_stdin(key)?);
+                    KeySelector::Key(&hashes)
                 }
             };
             let revoked = store.revoke_keys(selector, chrono::Utc::now()).await?;
@@ -201,18 +200,26 @@ async fn open_store(config: &Config) -> anyhow::Result<std::sync::Arc<dyn Store>
         .context("opening the database")
 }
 
+/// The store and the key hasher the server uses, for the commands that take a key.
+async fn open_key_store(config: &Config) -> anyhow::Result<(std::sync::Arc<dyn Store>, KeyHasher)> {
+    let store = open_store(config).await?;
+    let hasher = KeyHasher::open(&config.key_hashing, &config.database()?, store.as_ref())
+        .await
+        .context("setting up the key hashes")?;
+    Ok((store, hasher))
+}
+
 fn write_new_file(path: &Path, contents: &str, private: bool) -> anyhow::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    if private {
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
-    file.write_all(contents.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
+    let written = if private {
+        crate::private_files::create_file(path, contents.as_bytes())
+    } else {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .and_then(|mut file| file.write_all(contents.as_bytes()))
+    };
+    written.with_context(|| format!("creating {} (it must not exist yet)", path.display()))
 }
 
 fn keygen(
@@ -261,14 +268,17 @@ fn check_config(config: &Config) -> anyhow::Result<ExitCode> {
         }) => Some(crate::embedded_key_path(file)),
         _ => None,
     };
-    match database {
+    let missing_files = database
+        .as_ref()
+        .map_or(MissingKeyFiles::Generate, MissingKeyFiles::for_database);
+    match &database {
         Ok(Database::Postgres {
             url,
             create_if_missing,
         }) => report(&format!(
             "database: PostgreSQL at {}{}",
             redact_url(url.expose()),
-            if create_if_missing {
+            if *create_if_missing {
                 " (created if missing)"
             } else {
                 ""
@@ -284,6 +294,15 @@ fn check_config(config: &Config) -> anyhow::Result<ExitCode> {
     for warning in config.security.warnings() {
         report(&format!("warning: {warning}"))?;
     }
+    if let Ok(database) = &database {
+        match config.key_hashing.source(database) {
+            Ok(source) => report(&format!(
+                "key hashes: {source}; new keys need at least {} characters",
+                config.key_hashing.min_key_length
+            ))?,
+            Err(err) => problems.push(format!("key hashes: {err:#}")),
+        }
+    }
     let missing: Vec<&Path> = [
         &config.rsa_private_key_path,
         &config.rsa_public_key_path,
@@ -292,9 +311,13 @@ fn check_config(config: &Config) -> anyhow::Result<ExitCode> {
     ]
     .into_iter()
     .flatten()
-    .filter(|path| !path.exists())
+    .filter(|path| !path.as_os_str().is_empty() && !path.exists())
     .map(PathBuf::as_path)
     .collect();
+    let private_missing = [&config.rsa_private_key_path, &config.jwt_private_key_path]
+        .into_iter()
+        .flatten()
+        .any(|path| missing.contains(&path.as_path()));
     let key_configured = config.key_configured();
     if let Some(path) = embedded_key
         .as_deref()
@@ -304,10 +327,11 @@ fn check_config(config: &Config) -> anyhow::Result<ExitCode> {
             "keys: none configured; a key will be generated at start and kept in {}",
             path.display()
         ))?;
-    } else if missing.is_empty() {
-        // With no file to create, loading has no side effect.
+    } else if missing.is_empty() || (private_missing && missing_files == MissingKeyFiles::Refuse) {
+        // With no file to create (or a missing private key file that is refused before any
+        // other is written), loading has no side effect.
         let existing_embedded_key = embedded_key.as_deref().filter(|p| p.exists());
-        match crate::keys::load(config, existing_embedded_key) {
+        match crate::keys::load(config, existing_embedded_key, missing_files) {
             Ok(keys) => report(&format!(
                 "keys: {} published, {}",
                 keys.jwks().keys.len(),

@@ -233,6 +233,10 @@ pub struct Config {
     /// Signing keys shared by the replicas through PostgreSQL, and their rotation.
     #[command(flatten)]
     pub shared_keys: crate::shared_keys::SharedKeyConfig,
+
+    /// How registered keys are hashed, and the shortest key accepted.
+    #[command(flatten)]
+    pub key_hashing: crate::key_hash::KeyHashConfig,
 }
 
 /// A key file path; unlike clap's path parser it takes an empty value, which means unset (as

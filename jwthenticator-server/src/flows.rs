@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::{NewRefreshToken, RefreshTokenRecord, hash_secret};
+use crate::store::{KeyRecord, NewRefreshToken, RefreshTokenRecord, hash_secret};
 
 /// Why a key or refresh token was refused: the error code and message the client gets, and a
 /// short reason for logs and metrics. Every refusal counts towards the failure limits.
@@ -71,7 +71,7 @@ impl AppState {
         key: &str,
         identifier: Uuid,
     ) -> Result<Outcome, ApiError> {
-        let Some(record) = self.store.find_key(&hash_secret(key)).await? else {
+        let Some(record) = self.find_key(key).await? else {
             return Ok(Err(UNKNOWN_KEY));
         };
         let now = Utc::now();
@@ -216,6 +216,34 @@ impl AppState {
         tracing::warn!(%identifier, revoked, "refresh token reuse detected: its family is revoked");
         metrics::counter!("jwthenticator_refresh_token_reuse_total").increment(1);
         Ok(Err(REUSED_REFRESH_TOKEN))
+    }
+}
+
+impl AppState {
+    /// The registered key `key`, found by its keyed hash or, in a row the original wrote, by its
+    /// SHA-512. Such a row is rewritten to the keyed hash now that its key has been presented,
+    /// at most once; if that fails, the row stays usable as it is.
+    pub(crate) async fn find_key(&self, key: &str) -> Result<Option<KeyRecord>, ApiError> {
+        let hashes = self.key_hasher.hashes(key);
+        let Some(record) = self.store.find_key(&hashes).await? else {
+            return Ok(None);
+        };
+        if record.key_hash_scheme != hashes.scheme {
+            match self.store.upgrade_key_hash(record.id, &hashes).await {
+                Ok(true) => {
+                    tracing::info!(
+                        key_id = record.id,
+                        "a key of the original is now stored under the keyed hash"
+                    );
+                    metrics::counter!("jwthenticator_key_hash_upgrades_total").increment(1);
+                }
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::warn!(key_id = record.id, error = %err, "upgrading a key's hash failed; it stays usable");
+                }
+            }
+        }
+        Ok(Some(record))
     }
 }
 

@@ -21,7 +21,6 @@
 
 use std::fmt;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::encoding::AsDer;
@@ -692,19 +691,60 @@ impl Signer {
     }
 }
 
-/// The server's keys: the signer (absent when only a public key is configured) and the public
-/// keys that verify tokens and make up the JWKS, the signing key's first.
+/// When a key may sign: from `from` (included) until `until` (excluded), in Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SigningWindow {
+    /// The first second it signs.
+    pub from: i64,
+    /// The first second it no longer signs (its `retires_at`).
+    pub until: i64,
+}
+
+impl SigningWindow {
+    /// A configured key: it signs whenever the server runs.
+    pub const ALWAYS: Self = Self {
+        from: i64::MIN,
+        until: i64::MAX,
+    };
+
+    fn contains(self, at: i64) -> bool {
+        self.from <= at && at < self.until
+    }
+}
+
+/// A private key that signs within a window, with its algorithm.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScheduledKey<'a> {
+    pub(crate) key: &'a PrivateKey,
+    pub(crate) algorithm: Algorithm,
+    pub(crate) window: SigningWindow,
+}
+
+/// The server's keys: the signers, each with the window in which it signs (none when only a
+/// public key is configured), and the public keys that verify tokens and make up the JWKS, the
+/// signers' first.
 #[derive(Debug)]
 pub struct KeySet {
-    signer: Option<Signer>,
+    signers: Vec<(SigningWindow, Signer)>,
     jwks: Jwks,
     verifying: Vec<VerifyingKey>,
 }
 
 impl KeySet {
-    /// The signer, or `None` when the server only validates.
+    /// The key that signs now, or `None` when the server only validates (or its last shared
+    /// key has retired and no next one is loaded).
     pub fn signer(&self) -> Option<&Signer> {
-        self.signer.as_ref()
+        self.signer_at(chrono::Utc::now().timestamp())
+    }
+
+    /// The key that signs at `at` (Unix seconds): of the keys whose window holds it, the one
+    /// whose window started last. No key signs outside its window.
+    pub fn signer_at(&self, at: i64) -> Option<&Signer> {
+        self.signers
+            .iter()
+            .filter(|(window, _)| window.contains(at))
+            .max_by_key(|(window, _)| window.from)
+            .map(|(_, signer)| signer)
     }
 
     /// The public keys as published at `/jwks`: the signing key first, then the published ones.
@@ -727,31 +767,62 @@ impl KeySet {
         .build_with_keys(self.verifying.clone())
     }
 
-    /// Keys that sign with `private` (pinned to `algorithm`) and also publish `published`.
-    pub(crate) fn with_signer(
-        algorithm: Algorithm,
-        private: &PrivateKey,
+    /// Keys that sign in their windows (each pinned to its algorithm, the first published
+    /// first) and also publish `published`, RSA ones for `published_algorithm`.
+    pub(crate) fn scheduled(
+        signers: &[ScheduledKey<'_>],
         published: &[PublicKey],
+        published_algorithm: Algorithm,
     ) -> Result<Self, KeyError> {
-        Self::new(algorithm, Some(private), private.public_key(), published)
+        let public = signers
+            .iter()
+            .map(|s| (s.key.public_key(), s.algorithm))
+            .chain(published.iter().map(|key| {
+                let algorithm = key.key_type().published_algorithm(published_algorithm);
+                (key, algorithm)
+            }));
+        let signers = signers
+            .iter()
+            .map(|s| {
+                let signer = Signer::new(s.key.public.kid(), s.algorithm, s.key.signing_key()?);
+                Ok((s.window, signer))
+            })
+            .collect::<Result<Vec<_>, KeyError>>()?;
+        Self::assemble(signers, public)
     }
 
-    /// The signing key's public key first, then the published keys; a key listed twice (same
-    /// `kid`) is published once.
+    /// The signing key's public key first, then the published keys.
     fn new(
         algorithm: Algorithm,
         private: Option<&PrivateKey>,
         public: &PublicKey,
         published: &[PublicKey],
     ) -> Result<Self, KeyError> {
-        let mut jwks = Jwks::default();
-        let mut verifying = Vec::with_capacity(1 + published.len());
+        let signers = private
+            .map(|key| {
+                let signer = Signer::new(public.kid(), algorithm, key.signing_key()?);
+                Ok::<_, KeyError>((SigningWindow::ALWAYS, signer))
+            })
+            .transpose()?
+            .into_iter()
+            .collect();
         let keys = std::iter::once((public, algorithm)).chain(
             published
                 .iter()
                 .map(|key| (key, key.key_type().published_algorithm(algorithm))),
         );
-        for (key, algorithm) in keys {
+        Self::assemble(signers, keys)
+    }
+
+    /// Publishes `public` in order, a key listed twice (same `kid`) once, and checks every
+    /// signer against its public key.
+    fn assemble<'a>(
+        signers: Vec<(SigningWindow, Signer)>,
+        public: impl Iterator<Item = (&'a PublicKey, Algorithm)>,
+    ) -> Result<Self, KeyError> {
+        let mut jwks = Jwks::default();
+        let mut verifying = Vec::new();
+        for (key, algorithm) in public {
             let kid = key.kid();
             if jwks.keys.iter().any(|jwk| jwk.kid.as_ref() == Some(&kid)) {
                 continue;
@@ -763,24 +834,20 @@ impl KeySet {
             );
             jwks.keys.push(jwk);
         }
-        let signer = private
-            .map(|key| Ok::<_, KeyError>(Signer::new(public.kid(), algorithm, key.signing_key()?)))
-            .transpose()?;
         let keys = Self {
-            signer,
+            signers,
             jwks,
             verifying,
         };
-        keys.check_signer()?;
+        for (_, signer) in &keys.signers {
+            keys.check_signer(signer)?;
+        }
         Ok(keys)
     }
 
-    /// Signs a token and verifies it with the signing key's public key, so a key that cannot
-    /// work fails the start rather than the first `authenticate`.
-    fn check_signer(&self) -> Result<(), KeyError> {
-        let Some(signer) = &self.signer else {
-            return Ok(());
-        };
+    /// Signs a token and verifies it with the signer's public key, so a key that cannot work
+    /// fails the start rather than the first `authenticate`.
+    fn check_signer(&self, signer: &Signer) -> Result<(), KeyError> {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             token_id: uuid::Uuid::nil(),
@@ -799,7 +866,7 @@ impl KeySet {
         };
         let token = signer.sign(&claims).map_err(|e| failed(e.to_string()))?;
         Verifier::builder()
-            .build_with_keys(self.verifying[..1].to_vec())
+            .build_with_keys(self.verifying.clone())
             .verify_at(&token, now)
             .map_err(|e| failed(e.to_string()))?;
         Ok(())
@@ -856,14 +923,7 @@ pub fn public_key_pem(key: &RsaPublicKey) -> Result<String, KeyError> {
 
 /// Writes a file readable by its owner only (the private key must not be world-readable).
 fn write_private_file(path: &Path, contents: &str) -> Result<(), KeyError> {
-    create_parent(path)?;
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(io_error("creating", path))?;
-    file.write_all(contents.as_bytes())
-        .map_err(io_error("writing", path))
+    crate::private_files::create_file(path, contents.as_bytes()).map_err(io_error("creating", path))
 }
 
 fn write_public_file(path: &Path, key: &PublicKey) -> Result<(), KeyError> {
@@ -873,9 +933,8 @@ fn write_public_file(path: &Path, key: &PublicKey) -> Result<(), KeyError> {
 
 fn create_parent(path: &Path) -> Result<(), KeyError> {
     match path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(parent) => {
-            fs::create_dir_all(parent).map_err(io_error("creating the directory of", path))
-        }
+        Some(parent) => crate::private_files::create_dir(parent)
+            .map_err(io_error("creating the directory of", path)),
         None => Ok(()),
     }
 }
@@ -1020,17 +1079,43 @@ fn file_setting(setting: Named<'_, Path>) -> String {
     format!("{} {}", setting.name, setting.value.display())
 }
 
+/// What to do when `RSA_PRIVATE_KEY_PATH` names a file that does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingKeyFiles {
+    /// Generate the key and write it there, with a warning: a single node (embedded SQLite)
+    /// has no other replica that would need the same key.
+    Generate,
+    /// Refuse to start, naming `keygen`: on PostgreSQL the replicas must share one key, and a
+    /// missing file usually means an unmounted secret, which would give each replica its own.
+    Refuse,
+}
+
+impl MissingKeyFiles {
+    /// The policy for a database: generate on SQLite, refuse on PostgreSQL.
+    pub fn for_database(database: &crate::Database) -> Self {
+        match database {
+            crate::Database::Sqlite { .. } => Self::Generate,
+            crate::Database::Postgres { .. } => Self::Refuse,
+        }
+    }
+}
+
 /// Loads the keys the configuration names, generating and writing them where it says so.
 ///
-/// The signing key comes from, in order: `RSA_PUBLIC_KEY_PATH`/`RSA_PRIVATE_KEY_PATH` (read,
-/// or generated and written when missing); `RSA_PRIVATE_KEY`/`RSA_PUBLIC_KEY` inline; a key
-/// file beside the embedded SQLite database (`persist_beside`), generated on first start; else
-/// a key generated for this process only, with a warning, since its tokens die with it. Each
-/// `RSA_*` setting may be given as `JWT_*` instead. Generated keys are of the type
-/// `JWT_ALGORITHM` needs. `PUBLISHED_PUBLIC_KEY_PATHS` adds verify-only public keys.
-pub fn load(config: &Config, persist_beside: Option<&Path>) -> Result<KeySet, KeyError> {
+/// The signing key comes from, in order: `RSA_PUBLIC_KEY_PATH`/`RSA_PRIVATE_KEY_PATH` (read;
+/// when the private key file is missing, generated and written or refused as `missing_files`
+/// says); `RSA_PRIVATE_KEY`/`RSA_PUBLIC_KEY` inline; a key file beside the embedded SQLite
+/// database (`persist_beside`), generated on first start; else a key generated for this process
+/// only, with a warning, since its tokens die with it. Each `RSA_*` setting may be given as
+/// `JWT_*` instead. Generated keys are of the type `JWT_ALGORITHM` needs.
+/// `PUBLISHED_PUBLIC_KEY_PATHS` adds verify-only public keys.
+pub fn load(
+    config: &Config,
+    persist_beside: Option<&Path>,
+    missing_files: MissingKeyFiles,
+) -> Result<KeySet, KeyError> {
     let sources = Sources::of(config)?;
-    let (private, public) = signing_key(config, &sources, persist_beside)?;
+    let (private, public) = signing_key(config, &sources, persist_beside, missing_files)?;
     let published = config
         .published_public_key_paths
         .iter()
@@ -1054,10 +1139,11 @@ fn signing_key(
     config: &Config,
     sources: &Sources<'_>,
     persist_beside: Option<&Path>,
+    missing_files: MissingKeyFiles,
 ) -> Result<(Option<PrivateKey>, PublicKey), KeyError> {
     let alg = config.jwt_algorithm;
     if sources.private_path.is_some() || sources.public_path.is_some() {
-        return from_files(config, sources);
+        return from_files(config, sources, missing_files);
     }
     if sources.private.is_some() || sources.public.is_some() {
         let private = sources
@@ -1100,6 +1186,7 @@ fn signing_key(
 fn from_files(
     config: &Config,
     sources: &Sources<'_>,
+    missing_files: MissingKeyFiles,
 ) -> Result<(Option<PrivateKey>, PublicKey), KeyError> {
     let alg = config.jwt_algorithm;
     fn existing(setting: Option<Named<'_, Path>>) -> Option<(Named<'_, Path>, String)> {
@@ -1128,13 +1215,22 @@ fn from_files(
             file_setting(private_path),
             public.what
         ))),
+        (None, None, Some(path), public_path) if missing_files == MissingKeyFiles::Refuse => {
+            Err(missing_key_file(alg, path, public_path))
+        }
         (None, None, Some(path), public_path) => {
             let key = PrivateKey::generate(alg, config.rsa_key_size)?;
             write_private_file(path.value, &key.to_pem()?)?;
             if let Some(public_path) = public_path {
                 write_public_file(public_path.value, key.public_key())?;
             }
-            tracing::info!(path = %path.value.display(), kid = %key.public.kid(), "generated and wrote a new signing key");
+            tracing::warn!(
+                path = %path.value.display(),
+                kid = %key.public.kid(),
+                "{} did not exist: generated a new signing key and wrote it there; tokens \
+                 signed with any other key no longer validate",
+                path.name
+            );
             pair(
                 Some(Sourced {
                     key,
@@ -1150,6 +1246,27 @@ fn from_files(
         ))),
         (None, None, None, None) => Err(KeyError::Invalid("no key path configured".to_owned())),
     }
+}
+
+/// The refusal of a missing private key file on PostgreSQL, with the command that makes one.
+fn missing_key_file(
+    algorithm: Algorithm,
+    private: Named<'_, Path>,
+    public: Option<Named<'_, Path>>,
+) -> KeyError {
+    let public_out = public
+        .map(|p| format!(" --public-key-out {}", p.value.display()))
+        .unwrap_or_default();
+    KeyError::Invalid(format!(
+        "{} does not exist. On PostgreSQL every replica must sign with the same key, so none is \
+         generated (a missing file is usually an unmounted secret): create it once with \
+         `jwthenticator-server keygen --algorithm {} --private-key-out {}{public_out}` and give \
+         every replica that file, or configure no key and set KEY_ENCRYPTION_SECRET to share \
+         generated keys through the database",
+        file_setting(private),
+        algorithm_name(algorithm),
+        private.value.display(),
+    ))
 }
 
 fn pair(

@@ -20,6 +20,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod key_hash;
 pub mod keys;
 pub mod store;
 
@@ -27,6 +28,7 @@ mod api;
 mod error;
 mod flows;
 mod middleware;
+mod private_files;
 pub mod security;
 mod serve;
 pub mod shared_keys;
@@ -47,6 +49,8 @@ pub use serve::ConnectionConfig;
 pub use state::{ActiveKeys, AppState};
 
 use api::{ExternalApi, GeneralApi, InternalApi};
+use key_hash::KeyHasher;
+use keys::MissingKeyFiles;
 use middleware::{MaxBodySize, RouteLabels, observe};
 use security::{InternalAccess, InternalGuard};
 use shared_keys::SharedKeys;
@@ -90,10 +94,14 @@ impl App {
         let store = store::connect(&database, config.db_max_connections)
             .await
             .context("opening the database")?;
+        let key_hasher = KeyHasher::open(&config.key_hashing, &database, store.as_ref())
+            .await
+            .context("setting up the key hashes")?;
         telemetry::handle();
         let (keys, shared_keys) = match (&database, &config.shared_keys.key_encryption_secret) {
             (Database::Postgres { url, .. }, Some(secret)) if !config.key_configured() => {
-                let shared = SharedKeys::connect(url.expose(), secret, config).await?;
+                let shared =
+                    SharedKeys::connect(url.expose(), secret, config, store.as_ref()).await?;
                 let keys = shared
                     .refresh(config)
                     .await
@@ -101,8 +109,12 @@ impl App {
                 (keys, Some(shared))
             }
             _ => {
-                let keys =
-                    keys::load(config, key_file.as_deref()).context("loading the signing key")?;
+                let keys = keys::load(
+                    config,
+                    key_file.as_deref(),
+                    MissingKeyFiles::for_database(&database),
+                )
+                .context("loading the signing key")?;
                 let key_path = config
                     .rsa_private_key_path
                     .as_deref()
@@ -113,7 +125,7 @@ impl App {
                 (ActiveKeys::new(config, keys, created), None)
             }
         };
-        let state = AppState::new(config, store, keys);
+        let state = AppState::new(config, store, key_hasher, keys);
         Ok(Self {
             state: Arc::new(state),
             shared_keys: shared_keys.map(|shared| (shared, config.clone())),
@@ -295,8 +307,13 @@ fn answer_any_method(req: &mut poem::Request, validate_request: &str) {
 
 /// The generated signing key of the embedded database lives beside it.
 pub(crate) fn embedded_key_path(database_file: &std::path::Path) -> PathBuf {
+    beside_database(database_file, ".signing-key.pem")
+}
+
+/// A file beside the embedded database: its name with `suffix` appended.
+pub(crate) fn beside_database(database_file: &std::path::Path, suffix: &str) -> PathBuf {
     let mut name = database_file.as_os_str().to_owned();
-    name.push(".signing-key.pem");
+    name.push(suffix);
     PathBuf::from(name)
 }
 

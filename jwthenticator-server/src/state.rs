@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::key_hash::KeyHasher;
 use crate::keys::KeySet;
 use crate::security::{ClientAddress, FailureLimiter, SecurityConfig};
 use crate::store::Store;
@@ -104,6 +105,7 @@ impl ActiveKeys {
 /// The server's state: database, keys, verifier and the lifetimes it issues with.
 pub struct AppState {
     pub(crate) store: Arc<dyn Store>,
+    pub(crate) key_hasher: KeyHasher,
     keys: ArcSwap<ActiveKeys>,
     pub(crate) key_expiry: u64,
     pub(crate) refresh_token_expiry: u64,
@@ -125,10 +127,17 @@ impl fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// State over an opened store and loaded keys, with the configured lifetimes.
-    pub fn new(config: &Config, store: Arc<dyn Store>, keys: ActiveKeys) -> Self {
+    /// State over an opened store (whose keys `key_hasher` hashes) and loaded keys, with the
+    /// configured lifetimes.
+    pub fn new(
+        config: &Config,
+        store: Arc<dyn Store>,
+        key_hasher: KeyHasher,
+        keys: ActiveKeys,
+    ) -> Self {
         Self {
             store,
+            key_hasher,
             keys: ArcSwap::from_pointee(keys),
             key_expiry: config.key_expiry,
             refresh_token_expiry: config.refresh_token_expiry,
@@ -145,6 +154,11 @@ impl AppState {
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// How the store's keys are hashed.
+    pub fn key_hasher(&self) -> &KeyHasher {
+        &self.key_hasher
     }
 
     /// The keys in use now (a snapshot: rotation replaces them as a whole).
@@ -165,10 +179,15 @@ impl AppState {
     /// Signs a new JWT for `identifier`.
     pub(crate) fn issue_jwt(&self, identifier: Uuid) -> Result<String, ApiError> {
         let keys = self.current_keys();
-        let signer = keys.signer().ok_or_else(|| {
-            ApiError::unavailable("this server has only a public key and cannot issue tokens")
-        })?;
+        // One clock reading for the choice of key and `iat`: no token says it was issued
+        // outside its key's signing window.
         let now = Utc::now().timestamp();
+        let signer = keys.set().signer_at(now).ok_or_else(|| {
+            ApiError::unavailable(
+                "this server has no signing key in use: only a public key is configured, or its \
+                 shared key retired while the database could not be reached",
+            )
+        })?;
         let claims = Claims {
             token_id: Uuid::new_v4(),
             identifier,

@@ -16,6 +16,8 @@
 //! | `jwthenticator_db_pool_connections` | gauge | `state` (idle, in_use) |
 //! | `jwthenticator_db_pool_max_connections` | gauge | |
 //! | `jwthenticator_signing_key_age_seconds` | gauge | |
+//! | `jwthenticator_key_hash_upgrades_total` | counter | |
+//! | `jwthenticator_shared_key_unreadable_total` | counter | |
 //! | `jwthenticator_build_info` | gauge | `version` |
 
 use std::sync::{Arc, OnceLock};

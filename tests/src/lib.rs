@@ -22,6 +22,10 @@ fn server_variables() -> Vec<String> {
         .collect()
 }
 
+/// The `KEY_HASH_SECRET` every [`TestServer`] gets unless the test sets its own: PostgreSQL
+/// requires one, and a CLI command beside a server must use the same.
+pub const KEY_HASH_SECRET: &str = "the-tests-key-hash-secret-of-32-characters-or-more";
+
 /// A server process on 127.0.0.1, killed when dropped.
 #[derive(Debug)]
 pub struct TestServer {
@@ -97,7 +101,8 @@ impl TestServer {
 }
 
 impl TestServerBuilder {
-    /// Sets an environment variable of the server process.
+    /// Sets an environment variable of the server process (`KEY_HASH_SECRET` replaces the
+    /// default [`KEY_HASH_SECRET`]).
     pub fn env(mut self, name: &str, value: impl Into<String>) -> Self {
         self.env.push((name.to_owned(), value.into()));
         self
@@ -134,6 +139,7 @@ impl TestServerBuilder {
             .env("PORT", port.to_string())
             .env("DATA_DIR", dir.path())
             .env("RUST_LOG", "info")
+            .env("KEY_HASH_SECRET", KEY_HASH_SECRET)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))

@@ -1,7 +1,9 @@
 //! Persistence behind one trait, with PostgreSQL and SQLite implementations.
 //!
-//! Keys and refresh tokens are stored only as SHA-512 hex hashes (the original's key hash, so a
-//! database it wrote keeps working). Every lookup goes through the unique hash index.
+//! Keys are stored as keyed hashes (HMAC-SHA-512 under a secret the database does not hold, see
+//! [`crate::key_hash`]); rows the original wrote keep its plain SHA-512 hex and are found by it
+//! until their next use upgrades them. Refresh tokens (256 random bits) are stored as SHA-512
+//! hex. Every lookup goes through the unique hash index.
 
 use std::fmt;
 use std::sync::Arc;
@@ -19,7 +21,8 @@ mod sqlite;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
-/// The SHA-512 hex digest under which a key or refresh token is stored (the original's key hash).
+/// The SHA-512 hex digest: how refresh tokens are stored, and keys by the original (and with
+/// `LEGACY_KEY_HASHES`).
 pub fn hash_secret(secret: &str) -> String {
     hex::encode(aws_lc_rs::digest::digest(
         &aws_lc_rs::digest::SHA512,
@@ -27,11 +30,100 @@ pub fn hash_secret(secret: &str) -> String {
     ))
 }
 
+/// How a key's hash was made; the `keys.key_hash_scheme` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashScheme {
+    /// The original's unkeyed SHA-512 hex (the column's default, so rows the original writes
+    /// get it).
+    Sha512,
+    /// HMAC-SHA-512 hex under the server's key-hash secret.
+    HmacSha512,
+}
+
+impl HashScheme {
+    /// The name stored in the database and listed by `GET /keys`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sha512 => "sha512",
+            Self::HmacSha512 => "hmac-sha512",
+        }
+    }
+
+    /// The scheme of a stored name; `None` for a name this server does not know (such a row
+    /// matches no key).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "sha512" => Some(Self::Sha512),
+            "hmac-sha512" => Some(Self::HmacSha512),
+            _ => None,
+        }
+    }
+}
+
+/// The hashes under which a presented key may be stored: the current scheme's, and the
+/// original's SHA-512 while rows of it may remain. `Debug` shows no hash material.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyHashes {
+    /// The hash a new row gets.
+    pub current: String,
+    /// The scheme of `current`.
+    pub scheme: HashScheme,
+    /// The original's SHA-512 hex, when `current` is keyed.
+    pub legacy: Option<String>,
+}
+
+impl fmt::Debug for KeyHashes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyHashes")
+            .field("scheme", &self.scheme)
+            .field("legacy", &self.legacy.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyHashes {
+    /// How well a stored row matches: 2 for the current hash, 1 for the legacy one, 0 for
+    /// none. A hash counts only under its own scheme, so the two never stand for each other.
+    fn rank(&self, hash: &str, scheme: HashScheme) -> u8 {
+        if scheme == self.scheme && hash == self.current {
+            2
+        } else if scheme == HashScheme::Sha512 && self.legacy.as_deref() == Some(hash) {
+            1
+        } else {
+            0
+        }
+    }
+
+    /// The legacy hash, or the current one again: both values a two-placeholder `IN` binds.
+    fn legacy_or_current(&self) -> &str {
+        self.legacy.as_deref().unwrap_or(&self.current)
+    }
+}
+
+/// The best row for `key` among rows found by either of its hashes (each with its stored hash
+/// and scheme name), with its scheme: the current hash first. A row of an unknown scheme
+/// matches nothing.
+fn best_match<H: AsRef<str>, S: AsRef<str>, T>(
+    key: &KeyHashes,
+    rows: impl IntoIterator<Item = (H, S, T)>,
+) -> Option<(HashScheme, T)> {
+    rows.into_iter()
+        .filter_map(|(hash, scheme, row)| {
+            let scheme = HashScheme::parse(scheme.as_ref())?;
+            Some((key.rank(hash.as_ref(), scheme), scheme, row))
+        })
+        .filter(|(rank, _, _)| *rank > 0)
+        .max_by_key(|(rank, _, _)| *rank)
+        .map(|(_, scheme, row)| (scheme, row))
+}
+
 /// A registered key, without the key itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRecord {
     /// Row id, referenced by refresh tokens.
     pub id: i64,
+    /// How the row's hash was made: a row the original wrote is upgraded on its next use.
+    pub key_hash_scheme: HashScheme,
     /// The identifier the key was registered for.
     pub identifier: Uuid,
     /// When the key stops authenticating.
@@ -93,15 +185,36 @@ pub enum Registration {
     Revoked,
 }
 
+/// What a registration did, from whether the row it touched is live (not revoked).
+fn registration(live: bool) -> Registration {
+    if live {
+        Registration::Registered
+    } else {
+        Registration::Revoked
+    }
+}
+
 /// Which keys to revoke.
 #[derive(Debug, Clone, Copy)]
 pub enum KeySelector<'a> {
-    /// The key with this hash.
-    Hash(&'a str),
+    /// The key with these hashes.
+    Key(&'a KeyHashes),
     /// The key with this row id (as listed).
     Id(i64),
     /// Every key of an identifier.
     Identifier(Uuid),
+}
+
+impl KeySelector<'_> {
+    /// The `WHERE` condition on `keys` that selects these keys, the values bound from the
+    /// second placeholder on (`?2`/`$2`, and `?3`/`$3` for a key's two hashes).
+    fn condition(&self, placeholder: char) -> String {
+        match self {
+            Self::Key(_) => format!("key_hash IN ({placeholder}2, {placeholder}3)"),
+            Self::Id(_) => format!("id = {placeholder}2"),
+            Self::Identifier(_) => format!("identifier = {placeholder}2"),
+        }
+    }
 }
 
 /// How many rows a revocation touched.
@@ -113,13 +226,13 @@ pub struct Revoked {
     pub refresh_tokens: u64,
 }
 
-/// A registered key as an administrator may see it: never the key, only a hash prefix.
+/// A registered key as an administrator may see it: no key, no hash material.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeySummary {
     /// Row id, usable to revoke the key.
     pub id: i64,
-    /// The first 16 hex digits of the key's SHA-512 hash.
-    pub key_hash_prefix: String,
+    /// How its hash was made (`sha512` until a row of the original is upgraded).
+    pub key_hash_scheme: String,
     /// The identifier it was registered for.
     pub identifier: Uuid,
     /// When it was registered.
@@ -140,9 +253,6 @@ pub struct PoolStatus {
     /// The most connections the pool opens.
     pub max: u32,
 }
-
-/// Length of the hash prefix shown for a key.
-pub const KEY_HASH_PREFIX_LEN: usize = 16;
 
 /// A database operation failed. The message is for logs only: clients get a generic answer.
 #[derive(Debug, thiserror::Error)]
@@ -186,18 +296,20 @@ impl From<sqlx::Error> for StoreError {
 pub trait Store: Send + Sync + fmt::Debug {
     /// Registers a key for an identifier, or moves the expiry of an already registered key
     /// (its identifier stays the one it was first registered with). A revoked key stays revoked.
+    /// A row of the original (legacy hash) is upgraded to `key.current` on the way.
     async fn register_key(
         &self,
-        key_hash: &str,
+        key: &KeyHashes,
         identifier: Uuid,
         expires_at: DateTime<Utc>,
     ) -> Result<Registration, StoreError>;
 
-    /// Whether a key with this hash is registered (expired or not, as the original answered).
-    async fn key_exists(&self, key_hash: &str) -> Result<bool, StoreError>;
+    /// The key stored under either of these hashes, if registered (expired or not).
+    async fn find_key(&self, key: &KeyHashes) -> Result<Option<KeyRecord>, StoreError>;
 
-    /// The key with this hash, if registered.
-    async fn find_key(&self, key_hash: &str) -> Result<Option<KeyRecord>, StoreError>;
+    /// Rewrites the legacy hash of key `id` to `key.current`: `false` when the row no longer
+    /// holds the legacy hash (a concurrent use upgraded it first), so it happens once.
+    async fn upgrade_key_hash(&self, id: i64, key: &KeyHashes) -> Result<bool, StoreError>;
 
     /// Stores a new refresh token.
     async fn insert_refresh_token(&self, token: NewRefreshToken<'_>) -> Result<(), StoreError>;
@@ -249,6 +361,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Deletes expired keys and expired or revoked refresh tokens; returns how many rows went.
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 
+    /// A setting the server keeps in the database (`server_settings`), if stored.
+    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError>;
+
+    /// Stores a setting unless one of that name exists; returns the stored value, so that
+    /// concurrent replicas agree on the first one written.
+    async fn insert_setting(&self, name: &str, value: &str) -> Result<String, StoreError>;
+
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -273,23 +392,23 @@ async fn timed<T>(operation: &'static str, call: impl std::future::Future<Output
 impl Store for Timed {
     async fn register_key(
         &self,
-        key_hash: &str,
+        key: &KeyHashes,
         identifier: Uuid,
         expires_at: DateTime<Utc>,
     ) -> Result<Registration, StoreError> {
         timed(
             "register_key",
-            self.0.register_key(key_hash, identifier, expires_at),
+            self.0.register_key(key, identifier, expires_at),
         )
         .await
     }
 
-    async fn key_exists(&self, key_hash: &str) -> Result<bool, StoreError> {
-        timed("key_exists", self.0.key_exists(key_hash)).await
+    async fn find_key(&self, key: &KeyHashes) -> Result<Option<KeyRecord>, StoreError> {
+        timed("find_key", self.0.find_key(key)).await
     }
 
-    async fn find_key(&self, key_hash: &str) -> Result<Option<KeyRecord>, StoreError> {
-        timed("find_key", self.0.find_key(key_hash)).await
+    async fn upgrade_key_hash(&self, id: i64, key: &KeyHashes) -> Result<bool, StoreError> {
+        timed("upgrade_key_hash", self.0.upgrade_key_hash(id, key)).await
     }
 
     async fn insert_refresh_token(&self, token: NewRefreshToken<'_>) -> Result<(), StoreError> {
@@ -359,6 +478,14 @@ impl Store for Timed {
         timed("purge_expired", self.0.purge_expired(now)).await
     }
 
+    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        timed("setting", self.0.setting(name)).await
+    }
+
+    async fn insert_setting(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        timed("insert_setting", self.0.insert_setting(name, value)).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         timed("ping", self.0.ping()).await
     }
@@ -366,10 +493,6 @@ impl Store for Timed {
     fn pool_status(&self) -> PoolStatus {
         self.0.pool_status()
     }
-}
-
-fn hash_prefix(key_hash: &str) -> String {
-    key_hash.chars().take(KEY_HASH_PREFIX_LEN).collect()
 }
 
 /// Opens the configured database, creating it where the configuration says so, and runs the
@@ -385,7 +508,9 @@ pub async fn connect(
         } => Arc::new(
             PostgresStore::connect(url.expose(), *create_if_missing, max_connections).await?,
         ),
-        Database::Sqlite { url, .. } => Arc::new(SqliteStore::connect(url, max_connections).await?),
+        Database::Sqlite { url, file } => {
+            Arc::new(SqliteStore::connect(url, file.as_deref(), max_connections).await?)
+        }
     };
     Ok(Arc::new(Timed(store)))
 }

@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use super::batch::Batcher;
 use super::{
-    KeyRecord, KeySelector, KeySummary, NewRefreshToken, PoolStatus, RefreshTokenRecord,
-    Registration, Revoked, Store, StoreError, hash_prefix,
+    KeyHashes, KeyRecord, KeySelector, KeySummary, NewRefreshToken, PoolStatus, RefreshTokenRecord,
+    Registration, Revoked, Store, StoreError, best_match, registration,
 };
 
 /// The original stored naive UTC timestamps; so do we.
@@ -30,7 +30,7 @@ fn naive(at: DateTime<Utc>) -> NaiveDateTime {
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
-    key_lookups: Batcher<String, Option<KeyRecord>>,
+    key_lookups: Batcher<KeyHashes, Option<KeyRecord>>,
     token_inserts: Batcher<OwnedRefreshToken, bool>,
     token_lookups: Batcher<String, Option<RefreshTokenRecord>>,
 }
@@ -76,7 +76,7 @@ impl PostgresStore {
         let store = Self {
             key_lookups: Batcher::new("find_key", MAX_BATCH, in_flight, {
                 let pool = pool.clone();
-                move |hashes| find_keys(pool.clone(), hashes)
+                move |keys| find_keys(pool.clone(), keys)
             }),
             token_inserts: Batcher::new("insert_refresh_token", MAX_BATCH, in_flight, {
                 let pool = pool.clone();
@@ -157,34 +157,41 @@ async fn lock_families_of_key(
     Ok(())
 }
 
-/// Revokes the keys whose `column` equals `value`, and their refresh tokens, in one transaction.
-async fn revoke_keys_where<T>(
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds the values of [`KeySelector::condition`], after the one bound first.
+fn bind_selector<'q>(query: PgQuery<'q>, selector: KeySelector<'q>) -> PgQuery<'q> {
+    match selector {
+        KeySelector::Key(key) => query
+            .bind(key.current.as_str())
+            .bind(key.legacy_or_current()),
+        KeySelector::Id(id) => query.bind(id),
+        KeySelector::Identifier(identifier) => query.bind(identifier),
+    }
+}
+
+/// Revokes the selected keys and their refresh tokens in one transaction.
+async fn revoke_keys_where(
     pool: &PgPool,
-    column: &str,
-    value: T,
+    selector: KeySelector<'_>,
     now: NaiveDateTime,
-) -> Result<Revoked, StoreError>
-where
-    T: for<'q> sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres> + Send + Clone + 'static,
-{
+) -> Result<Revoked, StoreError> {
+    let condition = selector.condition('$');
     let mut tx = pool.begin().await?;
-    let refresh_tokens = sqlx::query(&format!(
+    let tokens_sql = format!(
         "UPDATE refresh_tokens SET revoked_at = $1 WHERE revoked_at IS NULL
-         AND key_id IN (SELECT id FROM keys WHERE {column} = $2)"
-    ))
-    .bind(now)
-    .bind(value.clone())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    let keys = sqlx::query(&format!(
-        "UPDATE keys SET revoked_at = $1 WHERE revoked_at IS NULL AND {column} = $2"
-    ))
-    .bind(now)
-    .bind(value)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+         AND key_id IN (SELECT id FROM keys WHERE {condition})"
+    );
+    let refresh_tokens = bind_selector(sqlx::query(&tokens_sql).bind(now), selector)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    let keys_sql =
+        format!("UPDATE keys SET revoked_at = $1 WHERE revoked_at IS NULL AND {condition}");
+    let keys = bind_selector(sqlx::query(&keys_sql).bind(now), selector)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     tx.commit().await?;
     Ok(Revoked {
         keys,
@@ -192,30 +199,59 @@ where
     })
 }
 
-/// The keys with these hashes, one answer per hash (a hash may come more than once).
+type KeyRow = (i64, Uuid, NaiveDateTime, Option<NaiveDateTime>);
+
+/// The keys stored under these hashes, one answer per key (a key may come more than once):
+/// one statement looks up every key's current and legacy hash.
 async fn find_keys(
     pool: PgPool,
-    hashes: Vec<String>,
+    keys: Vec<KeyHashes>,
 ) -> Result<Vec<Option<KeyRecord>>, StoreError> {
-    let rows: Vec<(String, i64, Uuid, NaiveDateTime, Option<NaiveDateTime>)> = sqlx::query_as(
-        "SELECT key_hash, id, identifier, expires_at, revoked_at FROM keys
-         WHERE key_hash = ANY($1)",
+    let hashes: Vec<&str> = keys
+        .iter()
+        .flat_map(|key| std::iter::once(key.current.as_str()).chain(key.legacy.as_deref()))
+        .collect();
+    let rows: Vec<(
+        String,
+        String,
+        i64,
+        Uuid,
+        NaiveDateTime,
+        Option<NaiveDateTime>,
+    )> = sqlx::query_as(
+        "SELECT key_hash, key_hash_scheme, id, identifier, expires_at, revoked_at FROM keys
+             WHERE key_hash = ANY($1)",
     )
     .bind(&hashes)
     .fetch_all(&pool)
     .await?;
-    let found = rows
+    let found: std::collections::HashMap<String, (String, KeyRow)> = rows
         .into_iter()
-        .map(|(hash, id, identifier, expires_at, revoked_at)| {
-            let record = KeyRecord {
-                id,
-                identifier,
-                expires_at: expires_at.and_utc(),
-                revoked_at: revoked_at.map(|t| t.and_utc()),
-            };
-            (hash, record)
-        });
-    Ok(answer_each(&hashes, found))
+        .map(|(hash, scheme, id, identifier, expires_at, revoked_at)| {
+            (hash, (scheme, (id, identifier, expires_at, revoked_at)))
+        })
+        .collect();
+    Ok(keys
+        .iter()
+        .map(|key| {
+            let candidates = std::iter::once(key.current.as_str())
+                .chain(key.legacy.as_deref())
+                .filter_map(|hash| {
+                    found
+                        .get(hash)
+                        .map(|(scheme, row)| (hash, scheme.as_str(), *row))
+                });
+            best_match(key, candidates).map(
+                |(key_hash_scheme, (id, identifier, expires_at, revoked_at))| KeyRecord {
+                    id,
+                    key_hash_scheme,
+                    identifier,
+                    expires_at: expires_at.and_utc(),
+                    revoked_at: revoked_at.map(|t| t.and_utc()),
+                },
+            )
+        })
+        .collect())
 }
 
 /// One answer per asked hash, in order, from the rows found (a hash asked twice gets its row
@@ -301,40 +337,69 @@ async fn insert_refresh_tokens(
 impl Store for PostgresStore {
     async fn register_key(
         &self,
-        key_hash: &str,
+        key: &KeyHashes,
         identifier: Uuid,
         expires_at: DateTime<Utc>,
     ) -> Result<Registration, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(legacy) = &key.legacy {
+            // The row lock makes a concurrent registration or upgrade of the same row wait, and
+            // then find the legacy hash gone.
+            let upgraded: Option<bool> = sqlx::query_scalar(
+                "UPDATE keys SET key_hash = $1, key_hash_scheme = $2,
+                     expires_at = CASE WHEN revoked_at IS NULL THEN $3 ELSE expires_at END
+                 WHERE key_hash = $4 AND key_hash_scheme = 'sha512'
+                 RETURNING revoked_at IS NULL",
+            )
+            .bind(&key.current)
+            .bind(key.scheme.as_str())
+            .bind(naive(expires_at))
+            .bind(legacy)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(live) = upgraded {
+                tx.commit().await?;
+                return Ok(registration(live));
+            }
+        }
         let rows = sqlx::query(
-            "INSERT INTO keys (key_hash, identifier, created, expires_at) VALUES ($1, $2, $3, $4)
+            "INSERT INTO keys (key_hash, key_hash_scheme, identifier, created, expires_at)
+             VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (key_hash) DO UPDATE SET expires_at = EXCLUDED.expires_at
              WHERE keys.revoked_at IS NULL",
         )
-        .bind(key_hash)
+        .bind(&key.current)
+        .bind(key.scheme.as_str())
         .bind(identifier)
         .bind(naive(Utc::now()))
         .bind(naive(expires_at))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(registration(rows > 0))
+    }
+
+    async fn find_key(&self, key: &KeyHashes) -> Result<Option<KeyRecord>, StoreError> {
+        self.key_lookups.submit(key.clone()).await
+    }
+
+    async fn upgrade_key_hash(&self, id: i64, key: &KeyHashes) -> Result<bool, StoreError> {
+        let Some(legacy) = &key.legacy else {
+            return Ok(false);
+        };
+        let rows = sqlx::query(
+            "UPDATE keys SET key_hash = $1, key_hash_scheme = $2
+             WHERE id = $3 AND key_hash = $4 AND key_hash_scheme = 'sha512'",
+        )
+        .bind(&key.current)
+        .bind(key.scheme.as_str())
+        .bind(id)
+        .bind(legacy)
         .execute(&self.pool)
         .await?
         .rows_affected();
-        Ok(if rows == 0 {
-            Registration::Revoked
-        } else {
-            Registration::Registered
-        })
-    }
-
-    async fn key_exists(&self, key_hash: &str) -> Result<bool, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM keys WHERE key_hash = $1)")
-                .bind(key_hash)
-                .fetch_one(&self.pool)
-                .await?,
-        )
-    }
-
-    async fn find_key(&self, key_hash: &str) -> Result<Option<KeyRecord>, StoreError> {
-        self.key_lookups.submit(key_hash.to_owned()).await
+        Ok(rows == 1)
     }
 
     async fn insert_refresh_token(&self, token: NewRefreshToken<'_>) -> Result<(), StoreError> {
@@ -453,16 +518,7 @@ impl Store for PostgresStore {
         selector: KeySelector<'_>,
         now: DateTime<Utc>,
     ) -> Result<Revoked, StoreError> {
-        let now = naive(now);
-        match selector {
-            KeySelector::Hash(hash) => {
-                revoke_keys_where(&self.pool, "key_hash", hash.to_owned(), now).await
-            }
-            KeySelector::Id(id) => revoke_keys_where(&self.pool, "id", id, now).await,
-            KeySelector::Identifier(identifier) => {
-                revoke_keys_where(&self.pool, "identifier", identifier, now).await
-            }
-        }
+        revoke_keys_where(&self.pool, selector, naive(now)).await
     }
 
     async fn list_keys(&self, identifier: Uuid) -> Result<Vec<KeySummary>, StoreError> {
@@ -473,7 +529,7 @@ impl Store for PostgresStore {
             NaiveDateTime,
             Option<NaiveDateTime>,
         )> = sqlx::query_as(
-            "SELECT id, key_hash, created, expires_at, revoked_at FROM keys
+            "SELECT id, key_hash_scheme, created, expires_at, revoked_at FROM keys
              WHERE identifier = $1 ORDER BY id",
         )
         .bind(identifier)
@@ -482,9 +538,9 @@ impl Store for PostgresStore {
         Ok(rows
             .into_iter()
             .map(
-                |(id, key_hash, created, expires_at, revoked_at)| KeySummary {
+                |(id, key_hash_scheme, created, expires_at, revoked_at)| KeySummary {
                     id,
-                    key_hash_prefix: hash_prefix(&key_hash),
+                    key_hash_scheme,
                     identifier,
                     created: created.and_utc(),
                     expires_at: expires_at.and_utc(),
@@ -514,6 +570,33 @@ impl Store for PostgresStore {
         .await?
         .rows_affected();
         Ok(tokens + keys)
+    }
+
+    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM server_settings WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn insert_setting(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        // Two statements: the second one's snapshot sees a row that a concurrent replica
+        // committed while the first waited on it.
+        sqlx::query(
+            "INSERT INTO server_settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM server_settings WHERE name = $1")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

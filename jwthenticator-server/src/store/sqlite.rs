@@ -1,5 +1,6 @@
 //! SQLite: the embedded default for a single node, no setup.
 
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -11,9 +12,11 @@ use sqlx::sqlite::{
 };
 use uuid::Uuid;
 
+use crate::private_files;
+
 use super::{
-    KeyRecord, KeySelector, KeySummary, NewRefreshToken, PoolStatus, RefreshTokenRecord,
-    Registration, Revoked, Store, StoreError, hash_prefix,
+    KeyHashes, KeyRecord, KeySelector, KeySummary, NewRefreshToken, PoolStatus, RefreshTokenRecord,
+    Registration, Revoked, Store, StoreError, best_match, registration,
 };
 
 fn from_unix(seconds: i64) -> DateTime<Utc> {
@@ -27,22 +30,22 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating the file and its directory if needed) and runs the migrations.
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+    /// Opens `url` (creating the database `file` and its directory if needed, both readable
+    /// by their owner only) and runs the migrations.
+    pub async fn connect(
+        url: &str,
+        file: Option<&Path>,
+        max_connections: u32,
+    ) -> Result<Self, StoreError> {
+        if let Some(file) = file {
+            protect(file).map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
+        }
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        if let Some(dir) = options
-            .get_filename()
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
-        }
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections.max(1))
             .connect_with(options)
@@ -50,6 +53,28 @@ impl SqliteStore {
         sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
         Ok(Self { pool })
     }
+}
+
+/// Creates the database's directory (0700) and file (0600) before SQLite does, which would
+/// make them as the umask says; SQLite gives its `-wal` and `-shm` files the database file's
+/// permissions. Files an earlier version created readable by others are restricted.
+fn protect(file: &Path) -> std::io::Result<()> {
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        private_files::create_dir(dir)?;
+    }
+    match private_files::create_file(file, b"") {
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+        other => other?,
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = file.as_os_str().to_owned();
+        path.push(suffix);
+        let path = std::path::PathBuf::from(path);
+        if private_files::restrict(&path)? {
+            tracing::warn!(path = %path.display(), "the database file was readable by others: restricted it to its owner");
+        }
+    }
+    Ok(())
 }
 
 /// A refresh token row with what refreshing needs of its key and family.
@@ -68,34 +93,41 @@ struct TokenRow {
     successor_sealed: Option<Vec<u8>>,
 }
 
-/// Revokes the keys whose `column` equals `value`, and their refresh tokens, in one transaction.
-async fn revoke_keys_where<T>(
+type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Binds the values of [`KeySelector::condition`], after the one bound first.
+fn bind_selector<'q>(query: SqliteQuery<'q>, selector: KeySelector<'q>) -> SqliteQuery<'q> {
+    match selector {
+        KeySelector::Key(key) => query
+            .bind(key.current.as_str())
+            .bind(key.legacy_or_current()),
+        KeySelector::Id(id) => query.bind(id),
+        KeySelector::Identifier(identifier) => query.bind(identifier),
+    }
+}
+
+/// Revokes the selected keys and their refresh tokens in one transaction.
+async fn revoke_keys_where(
     pool: &SqlitePool,
-    column: &str,
-    value: T,
+    selector: KeySelector<'_>,
     now: i64,
-) -> Result<Revoked, StoreError>
-where
-    T: for<'q> sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite> + Send + Clone + 'static,
-{
+) -> Result<Revoked, StoreError> {
+    let condition = selector.condition('?');
     let mut tx = pool.begin().await?;
-    let refresh_tokens = sqlx::query(&format!(
+    let tokens_sql = format!(
         "UPDATE refresh_tokens SET revoked_at = ?1 WHERE revoked_at IS NULL
-         AND key_id IN (SELECT id FROM keys WHERE {column} = ?2)"
-    ))
-    .bind(now)
-    .bind(value.clone())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    let keys = sqlx::query(&format!(
-        "UPDATE keys SET revoked_at = ?1 WHERE revoked_at IS NULL AND {column} = ?2"
-    ))
-    .bind(now)
-    .bind(value)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+         AND key_id IN (SELECT id FROM keys WHERE {condition})"
+    );
+    let refresh_tokens = bind_selector(sqlx::query(&tokens_sql).bind(now), selector)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    let keys_sql =
+        format!("UPDATE keys SET revoked_at = ?1 WHERE revoked_at IS NULL AND {condition}");
+    let keys = bind_selector(sqlx::query(&keys_sql).bind(now), selector)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     tx.commit().await?;
     Ok(Revoked {
         keys,
@@ -107,53 +139,89 @@ where
 impl Store for SqliteStore {
     async fn register_key(
         &self,
-        key_hash: &str,
+        key: &KeyHashes,
         identifier: Uuid,
         expires_at: DateTime<Utc>,
     ) -> Result<Registration, StoreError> {
+        // The first statement writes, so the transaction holds SQLite's write lock throughout.
+        let mut tx = self.pool.begin().await?;
+        if let Some(legacy) = &key.legacy {
+            let upgraded: Option<bool> = sqlx::query_scalar(
+                "UPDATE keys SET key_hash = ?1, key_hash_scheme = ?2,
+                     expires_at = CASE WHEN revoked_at IS NULL THEN ?3 ELSE expires_at END
+                 WHERE key_hash = ?4 AND key_hash_scheme = 'sha512'
+                 RETURNING revoked_at IS NULL",
+            )
+            .bind(&key.current)
+            .bind(key.scheme.as_str())
+            .bind(expires_at.timestamp())
+            .bind(legacy)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(live) = upgraded {
+                tx.commit().await?;
+                return Ok(registration(live));
+            }
+        }
         let rows = sqlx::query(
-            "INSERT INTO keys (key_hash, identifier, created, expires_at) VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO keys (key_hash, key_hash_scheme, identifier, created, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (key_hash) DO UPDATE SET expires_at = excluded.expires_at
              WHERE keys.revoked_at IS NULL",
         )
-        .bind(key_hash)
+        .bind(&key.current)
+        .bind(key.scheme.as_str())
         .bind(identifier)
         .bind(Utc::now().timestamp())
         .bind(expires_at.timestamp())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
-        Ok(if rows == 0 {
-            Registration::Revoked
-        } else {
-            Registration::Registered
-        })
+        tx.commit().await?;
+        Ok(registration(rows > 0))
     }
 
-    async fn key_exists(&self, key_hash: &str) -> Result<bool, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM keys WHERE key_hash = ?1)")
-                .bind(key_hash)
-                .fetch_one(&self.pool)
-                .await?,
+    async fn find_key(&self, key: &KeyHashes) -> Result<Option<KeyRecord>, StoreError> {
+        let rows: Vec<(String, String, i64, Uuid, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT key_hash, key_hash_scheme, id, identifier, expires_at, revoked_at FROM keys
+             WHERE key_hash IN (?1, ?2)",
         )
-    }
-
-    async fn find_key(&self, key_hash: &str) -> Result<Option<KeyRecord>, StoreError> {
-        let row: Option<(i64, Uuid, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT id, identifier, expires_at, revoked_at FROM keys WHERE key_hash = ?1",
-        )
-        .bind(key_hash)
-        .fetch_optional(&self.pool)
+        .bind(&key.current)
+        .bind(key.legacy_or_current())
+        .fetch_all(&self.pool)
         .await?;
-        Ok(
-            row.map(|(id, identifier, expires_at, revoked_at)| KeyRecord {
+        let rows =
+            rows.into_iter()
+                .map(|(hash, scheme, id, identifier, expires_at, revoked_at)| {
+                    (hash, scheme, (id, identifier, expires_at, revoked_at))
+                });
+        Ok(best_match(key, rows).map(
+            |(key_hash_scheme, (id, identifier, expires_at, revoked_at))| KeyRecord {
                 id,
+                key_hash_scheme,
                 identifier,
                 expires_at: from_unix(expires_at),
                 revoked_at: revoked_at.map(from_unix),
-            }),
+            },
+        ))
+    }
+
+    async fn upgrade_key_hash(&self, id: i64, key: &KeyHashes) -> Result<bool, StoreError> {
+        let Some(legacy) = &key.legacy else {
+            return Ok(false);
+        };
+        let rows = sqlx::query(
+            "UPDATE keys SET key_hash = ?1, key_hash_scheme = ?2
+             WHERE id = ?3 AND key_hash = ?4 AND key_hash_scheme = 'sha512'",
         )
+        .bind(&key.current)
+        .bind(key.scheme.as_str())
+        .bind(id)
+        .bind(legacy)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(rows == 1)
     }
 
     async fn insert_refresh_token(&self, token: NewRefreshToken<'_>) -> Result<(), StoreError> {
@@ -290,21 +358,12 @@ impl Store for SqliteStore {
         selector: KeySelector<'_>,
         now: DateTime<Utc>,
     ) -> Result<Revoked, StoreError> {
-        let now = now.timestamp();
-        match selector {
-            KeySelector::Hash(hash) => {
-                revoke_keys_where(&self.pool, "key_hash", hash.to_owned(), now).await
-            }
-            KeySelector::Id(id) => revoke_keys_where(&self.pool, "id", id, now).await,
-            KeySelector::Identifier(identifier) => {
-                revoke_keys_where(&self.pool, "identifier", identifier, now).await
-            }
-        }
+        revoke_keys_where(&self.pool, selector, now.timestamp()).await
     }
 
     async fn list_keys(&self, identifier: Uuid) -> Result<Vec<KeySummary>, StoreError> {
         let rows: Vec<(i64, String, i64, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT id, key_hash, created, expires_at, revoked_at FROM keys
+            "SELECT id, key_hash_scheme, created, expires_at, revoked_at FROM keys
              WHERE identifier = ?1 ORDER BY id",
         )
         .bind(identifier)
@@ -313,9 +372,9 @@ impl Store for SqliteStore {
         Ok(rows
             .into_iter()
             .map(
-                |(id, key_hash, created, expires_at, revoked_at)| KeySummary {
+                |(id, key_hash_scheme, created, expires_at, revoked_at)| KeySummary {
                     id,
-                    key_hash_prefix: hash_prefix(&key_hash),
+                    key_hash_scheme,
                     identifier,
                     created: from_unix(created),
                     expires_at: from_unix(expires_at),
@@ -343,6 +402,31 @@ impl Store for SqliteStore {
         .await?
         .rows_affected();
         Ok(tokens + keys)
+    }
+
+    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM server_settings WHERE name = ?1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn insert_setting(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        sqlx::query(
+            "INSERT INTO server_settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM server_settings WHERE name = ?1")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -142,6 +142,35 @@ async fn missing_key_files_are_generated_written_and_reused() {
 }
 
 #[tokio::test]
+async fn a_missing_key_file_on_postgres_is_refused_naming_keygen_not_generated() {
+    let database = Database::new(Backend::Postgres).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let private = dir.path().join("mounted/private.pem");
+    let public = dir.path().join("mounted/public.pem");
+    let config = crate::signing::app_config(
+        &database.url,
+        &[
+            "--rsa-private-key-path",
+            private.to_str().expect("utf-8"),
+            "--rsa-public-key-path",
+            public.to_str().expect("utf-8"),
+        ],
+    );
+    let err = App::new(&config).await.expect_err("refused");
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("RSA_PRIVATE_KEY_PATH")
+            && message.contains(private.to_str().expect("utf-8"))
+            && message.contains("jwthenticator-server keygen --algorithm RS256"),
+        "{message}"
+    );
+    assert!(
+        !private.exists() && !public.exists(),
+        "no replica gets a key of its own"
+    );
+}
+
+#[tokio::test]
 async fn a_public_key_path_without_a_private_key_path_cannot_be_generated() {
     let dir = tempfile::tempdir().expect("tempdir");
     let public = dir.path().join("public.pem");
@@ -186,6 +215,8 @@ async fn without_any_key_on_postgres_each_process_generates_its_own() {
         "jwthenticator-server",
         "--database-url",
         database.url.as_str(),
+        "--key-hash-secret",
+        crate::support::KEY_HASH_SECRET,
     ])
     .expect("config");
     let first = App::new(&config).await.expect("app");
@@ -223,13 +254,13 @@ async fn a_public_key_alone_validates_but_cannot_issue() {
     let identifier = uuid::Uuid::new_v4();
     client
         .post("/register_key")
-        .body_json(&json!({"key": "k", "identifier": identifier}))
+        .body_json(&json!({"key": crate::support::KEY, "identifier": identifier}))
         .send()
         .await
         .assert_status(poem::http::StatusCode::CREATED);
     let response = client
         .post("/authenticate")
-        .body_json(&json!({"key": "k", "identifier": identifier}))
+        .body_json(&json!({"key": crate::support::KEY, "identifier": identifier}))
         .send()
         .await;
     response.assert_status(poem::http::StatusCode::SERVICE_UNAVAILABLE);

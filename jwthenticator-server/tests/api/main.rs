@@ -4,10 +4,12 @@
 mod support;
 mod attacks;
 mod hostile_tokens;
+mod key_storage;
 mod keys;
 mod ops;
 mod request_errors;
 mod security;
+mod shared_keys;
 mod signing;
 
 use serde_json::{Value, json};
@@ -31,7 +33,7 @@ async fn register_key_answers_201_and_is_key_registered_sees_it(backend: Backend
     let (status, body) = app
         .post(
             "/register_key",
-            json!({"key": "device-secret", "identifier": identifier}),
+            json!({"key": "device-secret-0001", "identifier": identifier}),
         )
         .await;
     assert_eq!(
@@ -40,7 +42,7 @@ async fn register_key_answers_201_and_is_key_registered_sees_it(backend: Backend
     );
 
     let (status, body) = app
-        .post("/is_key_registered", json!({"key": "device-secret"}))
+        .post("/is_key_registered", json!({"key": "device-secret-0001"}))
         .await;
     assert_eq!(
         (status, body),
@@ -363,7 +365,7 @@ async fn bad_bodies_get_a_json_400_naming_the_problem(backend: Backend) {
 async fn json_is_accepted_whatever_the_content_type(backend: Backend) {
     let app = TestApp::new(backend).await;
     let identifier = Uuid::new_v4();
-    let body = json!({"key": "curl-key", "identifier": identifier}).to_string();
+    let body = json!({"key": "curl-key-registered-0001", "identifier": identifier}).to_string();
     for content_type in [
         None,
         Some("application/x-www-form-urlencoded"),
@@ -447,14 +449,14 @@ async fn every_route_works_under_url_prefix_and_not_at_the_root(backend: Backend
     let (status, _) = app
         .post(
             "/auth/v1/register_key",
-            json!({"key": "k", "identifier": identifier}),
+            json!({"key": support::KEY, "identifier": identifier}),
         )
         .await;
     assert_eq!(status, 201);
     let (status, body) = app
         .post(
             "/auth/v1/authenticate",
-            json!({"key": "k", "identifier": identifier}),
+            json!({"key": support::KEY, "identifier": identifier}),
         )
         .await;
     assert_eq!(status, 200);
@@ -563,9 +565,11 @@ async fn refresh_tokens_and_keys_are_stored_only_as_hashes(backend: Backend) {
             rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join("\n")
         }
     };
+    let keyed = app.app.state().key_hasher().hashes(&key).current;
+    assert!(dump.contains(&keyed), "the key's keyed hash is stored");
     assert!(
-        dump.contains(&jwthenticator_server::store::hash_secret(&key)),
-        "the key's hash is stored"
+        !dump.contains(&jwthenticator_server::store::hash_secret(&key)),
+        "not its unkeyed SHA-512, which a copy of the database would give up to guessing"
     );
     assert!(!dump.contains(&key), "the key itself is not stored");
     assert!(

@@ -74,14 +74,40 @@ async fn keys_are_listed_without_the_key_and_revocable_by_id(backend: Backend) {
     response.assert_status_is_ok();
     let listed: Value = response.json().await.value().deserialize();
     let entry = &listed["keys"][0];
-    let hash = jwthenticator_server::store::hash_secret(&key);
-    assert_eq!(entry["key_hash_prefix"].as_str(), Some(&hash[..16]));
+    let mut fields: Vec<&str> = entry
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "created_at",
+            "expires_at",
+            "id",
+            "identifier",
+            "key_hash_scheme",
+            "revoked_at"
+        ],
+        "no hash material: {entry}"
+    );
+    assert_eq!(entry["key_hash_scheme"], "hmac-sha512");
     assert_eq!(entry["identifier"], json!(identifier));
     assert_eq!(entry["revoked_at"], Value::Null);
     assert!(
         !listed.to_string().contains(&key),
         "the key itself is never listed"
     );
+    let text = listed.to_string();
+    let keyed = app.app.state().key_hasher().hashes(&key).current;
+    for hash in [jwthenticator_server::store::hash_secret(&key), keyed] {
+        assert!(
+            !text.contains(&hash[..8]),
+            "no part of a hash is listed: {text}"
+        );
+    }
 
     let id = entry["id"].as_i64().expect("id");
     let (status, body) = app.post("/revoke_key", json!({"key_id": id})).await;
@@ -136,7 +162,10 @@ async fn revoking_one_refresh_token_leaves_the_others(backend: Backend) {
 async fn revoking_an_identifier_revokes_all_its_keys_only(backend: Backend) {
     let app = TestApp::new(backend).await;
     let identifier = Uuid::new_v4();
-    for key in ["a", "b"] {
+    for key in [
+        "first-key-of-the-identifier",
+        "second-key-of-the-identifier",
+    ] {
         assert_eq!(
             app.post(
                 "/register_key",
@@ -152,7 +181,10 @@ async fn revoking_an_identifier_revokes_all_its_keys_only(backend: Backend) {
         .post("/revoke_identifier", json!({"identifier": identifier}))
         .await;
     assert_eq!((status, body["keys_revoked"].as_u64()), (200, Some(2)));
-    for key in ["a", "b"] {
+    for key in [
+        "first-key-of-the-identifier",
+        "second-key-of-the-identifier",
+    ] {
         assert_eq!(
             app.post(
                 "/authenticate",
@@ -401,7 +433,7 @@ const ADMIN_TOKEN: &str = "adm1n-s3cret-adm1n-s3cret-adm1n!";
 
 async fn the_admin_token_guards_the_internal_api_only(backend: Backend) {
     let app = TestApp::with_args(backend, &["--admin-token", ADMIN_TOKEN]).await;
-    let body = json!({"key": "k", "identifier": Uuid::new_v4()});
+    let body = json!({"key": crate::support::KEY, "identifier": Uuid::new_v4()});
     for authorization in [None, Some("Bearer wrong"), Some("Basic YWRtaW46YWRtaW4=")] {
         let mut request = app.client.post("/register_key").body_json(&body);
         if let Some(value) = authorization {
@@ -437,7 +469,7 @@ async fn a_separate_internal_listener_takes_the_internal_routes_off_the_main_one
     let (status, _) = app
         .post(
             "/register_key",
-            json!({"key": "k", "identifier": Uuid::new_v4()}),
+            json!({"key": crate::support::KEY, "identifier": Uuid::new_v4()}),
         )
         .await;
     assert_eq!(status, 404, "not on the external listener");
@@ -446,14 +478,14 @@ async fn a_separate_internal_listener_takes_the_internal_routes_off_the_main_one
     let identifier = Uuid::new_v4();
     internal
         .post("/register_key")
-        .body_json(&json!({"key": "k", "identifier": identifier}))
+        .body_json(&json!({"key": crate::support::KEY, "identifier": identifier}))
         .send()
         .await
         .assert_status(poem::http::StatusCode::CREATED);
     internal.get("/health").send().await.assert_status_is_ok();
     let response = internal
         .post("/authenticate")
-        .body_json(&json!({"key": "k", "identifier": identifier}))
+        .body_json(&json!({"key": crate::support::KEY, "identifier": identifier}))
         .send()
         .await;
     assert_eq!(
@@ -464,7 +496,7 @@ async fn a_separate_internal_listener_takes_the_internal_routes_off_the_main_one
     assert_eq!(
         app.post(
             "/authenticate",
-            json!({"key": "k", "identifier": identifier})
+            json!({"key": crate::support::KEY, "identifier": identifier})
         )
         .await
         .0,

@@ -121,6 +121,7 @@ pub(crate) async fn app_on(database: Database, args: &[&str]) -> TestApp {
 
 pub(crate) fn app_config(database_url: &str, args: &[&str]) -> Config {
     let mut argv = vec!["jwthenticator-server", "--database-url", database_url];
+    argv.extend_from_slice(crate::support::key_hash_args(database_url, args));
     argv.extend_from_slice(args);
     Config::try_parse_from(argv).expect("valid test configuration")
 }
@@ -159,7 +160,7 @@ async fn assert_rejected(app: &TestApp, name: &str, token: &str) {
     );
 }
 
-fn decode_segment(token: &str, index: usize) -> Value {
+pub(crate) fn decode_segment(token: &str, index: usize) -> Value {
     use base64::Engine;
     let segment = token.split('.').nth(index).expect("segment");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD

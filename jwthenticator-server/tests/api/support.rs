@@ -20,6 +20,12 @@ pub(crate) enum Backend {
     Postgres,
 }
 
+/// A key long enough to register (`MIN_KEY_LENGTH` is 16 by default).
+pub(crate) const KEY: &str = "a-device-secret-key";
+
+/// The `KEY_HASH_SECRET` of every test app on PostgreSQL, where it is required.
+pub(crate) const KEY_HASH_SECRET: &str = "a-test-key-hash-secret-of-32-characters-or-more";
+
 /// PostgreSQL server used by the tests; `TEST_POSTGRES_URL` overrides it.
 pub(crate) fn postgres_admin_url() -> String {
     std::env::var("TEST_POSTGRES_URL")
@@ -114,6 +120,22 @@ pub(crate) struct TestApp {
     pub(crate) database: Database,
 }
 
+/// The test `KEY_HASH_SECRET` on PostgreSQL, where one is required, unless `args` configure
+/// the key hashes themselves; nothing on SQLite, whose apps generate theirs beside the database
+/// as the embedded default does.
+pub(crate) fn key_hash_args(database_url: &str, args: &[&str]) -> &'static [&'static str] {
+    let configured = args
+        .iter()
+        .any(|arg| arg.starts_with("--key-hash-secret") || arg.starts_with("--legacy-key-hashes"));
+    if database_url.starts_with("postgres") && !configured {
+        &["--key-hash-secret", KEY_HASH_SECRET]
+    } else {
+        &[]
+    }
+}
+
+/// A test app's configuration: the test key, and on PostgreSQL the test `KEY_HASH_SECRET`
+/// (SQLite apps generate theirs beside the database, as the embedded default does).
 pub(crate) fn config(database_url: &str, args: &[&str]) -> Config {
     let mut argv = vec![
         "jwthenticator-server",
@@ -122,6 +144,7 @@ pub(crate) fn config(database_url: &str, args: &[&str]) -> Config {
         "--rsa-private-key",
         private_key_pem(),
     ];
+    argv.extend_from_slice(key_hash_args(database_url, args));
     argv.extend_from_slice(args);
     Config::try_parse_from(argv).expect("valid test configuration")
 }

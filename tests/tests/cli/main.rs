@@ -14,6 +14,7 @@ const BINARY: &str = env!("CARGO_BIN_EXE_jwthenticator-server-e2e");
 async fn run(args: &[&str], env: &[(&str, &str)], stdin: &str) -> (bool, String, String) {
     let mut child = Command::new(BINARY)
         .args(args)
+        .kill_on_drop(true)
         .env_remove("DATABASE_URL")
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
@@ -49,10 +50,21 @@ async fn authenticate(server: &TestServer, key: &str, identifier: uuid::Uuid) ->
 /// register-key (key on stdin), the server authenticates it, revoke-key, it no longer does,
 /// purge runs.
 async fn key_lifecycle_through_the_cli(database_url: &str) {
-    let env = [("DATABASE_URL", database_url)];
+    let env = [
+        ("DATABASE_URL", database_url),
+        ("KEY_HASH_SECRET", jwthenticator_tests::KEY_HASH_SECRET),
+    ];
     let identifier = uuid::Uuid::new_v4();
     let id = identifier.to_string();
     let (ok, out, err) = run(&["register-key", "--identifier", &id], &env, "cli-key\n").await;
+    assert!(!ok, "a key shorter than MIN_KEY_LENGTH: {out}");
+    assert!(err.contains("MIN_KEY_LENGTH"), "{err}");
+    let (ok, out, err) = run(
+        &["register-key", "--identifier", &id],
+        &env,
+        "cli-key-000000001\n",
+    )
+    .await;
     assert!(ok, "{out}{err}");
     assert!(out.contains("registered a key"), "{out}");
 
@@ -60,16 +72,22 @@ async fn key_lifecycle_through_the_cli(database_url: &str) {
         .env("DATABASE_URL", database_url)
         .start()
         .await;
-    assert_eq!(authenticate(&server, "cli-key", identifier).await, 200);
+    assert_eq!(
+        authenticate(&server, "cli-key-000000001", identifier).await,
+        200
+    );
 
-    let (ok, out, err) = run(&["revoke-key", "--key", "cli-key"], &env, "").await;
+    let (ok, out, err) = run(&["revoke-key", "--key", "cli-key-000000001"], &env, "").await;
     assert!(ok, "{out}{err}");
     assert!(
         out.contains("revoked 1 key(s) and 1 refresh token(s)"),
         "{out}"
     );
-    assert_eq!(authenticate(&server, "cli-key", identifier).await, 401);
-    let (ok, _, _) = run(&["revoke-key", "--key", "cli-key"], &env, "").await;
+    assert_eq!(
+        authenticate(&server, "cli-key-000000001", identifier).await,
+        401
+    );
+    let (ok, _, _) = run(&["revoke-key", "--key", "cli-key-000000001"], &env, "").await;
     assert!(!ok, "nothing left to revoke is a failure");
 
     let (ok, out, err) = run(&["purge"], &env, "").await;
@@ -179,11 +197,13 @@ async fn openapi_prints_the_committed_document() {
 async fn check_config_redacts_secrets_and_fails_on_errors() {
     let dir = tempfile::tempdir().expect("dir");
     let data_dir = dir.path().to_str().expect("utf-8");
+    let key_hash_secret = "a-key-hash-secret-that-check-config-hides";
     let env = [
         ("DATA_DIR", data_dir),
         ("DB_HOST", "db.internal"),
         ("DB_PASS", "hunter2-db-pass"),
         ("ADMIN_TOKEN", "adm1n-s3cret-adm1n-s3cret-adm1n!"),
+        ("KEY_HASH_SECRET", key_hash_secret),
     ];
     let (ok, out, err) = run(&["check-config"], &env, "").await;
     assert!(ok, "{out}{err}");
@@ -193,7 +213,11 @@ async fn check_config_redacts_secrets_and_fails_on_errors() {
         ),
         "{out}"
     );
-    for secret in ["hunter2-db-pass", "adm1n-s3cret"] {
+    assert!(
+        out.contains("key hashes: HMAC-SHA-512 under KEY_HASH_SECRET; new keys need at least 16"),
+        "{out}"
+    );
+    for secret in ["hunter2-db-pass", "adm1n-s3cret", key_hash_secret] {
         assert!(
             !out.contains(secret) && !err.contains(secret),
             "{secret} leaked:\n{out}{err}"
@@ -230,6 +254,86 @@ async fn check_config_redacts_secrets_and_fails_on_errors() {
     .await;
     assert!(!ok, "an unreadable key is an error: {out}");
     assert!(out.contains("error: keys:"), "{out}");
+
+    // On PostgreSQL: no KEY_HASH_SECRET, and a key file that does not exist, are errors that
+    // name what to do.
+    let missing = dir.path().join("signing.pem");
+    let (ok, out, _) = run(
+        &["check-config"],
+        &[
+            ("DATA_DIR", data_dir),
+            ("DB_HOST", "db.internal"),
+            ("RSA_PRIVATE_KEY_PATH", missing.to_str().expect("utf-8")),
+        ],
+        "",
+    )
+    .await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("error: key hashes: KEY_HASH_SECRET is not set")
+            && out.contains("LEGACY_KEY_HASHES=true"),
+        "{out}"
+    );
+    assert!(
+        out.contains("error: keys:") && out.contains("jwthenticator-server keygen"),
+        "{out}"
+    );
+    assert!(!missing.exists(), "check-config writes nothing");
+
+    // On the embedded default: the generated secret's place.
+    let (ok, out, _) = run(&["check-config"], &[("DATA_DIR", data_dir)], "").await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("key hashes: HMAC-SHA-512 under the secret in")
+            && out.contains("jwthenticator.db.key-hash-secret"),
+        "{out}"
+    );
+}
+
+/// `RSA_PRIVATE_KEY_PATH` naming a file that does not exist: on PostgreSQL the server refuses to
+/// start and names `keygen` (an unmounted secret must not give each replica a key of its own);
+/// on SQLite it generates the key there, with a warning.
+#[tokio::test]
+async fn a_missing_key_file_is_refused_on_postgres_and_generated_on_sqlite() {
+    let dir = tempfile::tempdir().expect("dir");
+    let missing = dir.path().join("secrets/signing.pem");
+    let missing_arg = missing.to_str().expect("utf-8");
+    let database = PgDatabase::create("jwt_cli_key_file").await;
+    let url = database.url("postgres");
+    let port = jwthenticator_tests::free_port().to_string();
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("KEY_HASH_SECRET", jwthenticator_tests::KEY_HASH_SECRET),
+        ("RSA_PRIVATE_KEY_PATH", missing_arg),
+        ("HOST", "127.0.0.1"),
+        ("PORT", port.as_str()),
+        ("DATA_DIR", dir.path().to_str().expect("utf-8")),
+    ];
+    let (ok, out, err) =
+        tokio::time::timeout(std::time::Duration::from_secs(30), run(&[], &env, ""))
+            .await
+            .expect("the server refuses to start rather than serve");
+    assert!(!ok, "{out}{err}");
+    assert!(
+        err.contains(missing_arg) && err.contains("jwthenticator-server keygen"),
+        "{err}"
+    );
+    assert!(!missing.exists(), "no key was generated");
+
+    let server = TestServer::builder(BINARY)
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("single.db").display()),
+        )
+        .env("RSA_PRIVATE_KEY_PATH", missing_arg)
+        .start()
+        .await;
+    assert!(missing.exists(), "generated on the single node");
+    let logs = server.logs();
+    assert!(
+        logs.contains("WARN") && logs.contains("generated a new signing key"),
+        "{logs}"
+    );
 }
 
 #[tokio::test]

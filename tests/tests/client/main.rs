@@ -22,7 +22,7 @@ async fn register_device_key(server: &TestServer) -> uuid::Uuid {
     let admin = AdminClient::new(server.base_url()).expect("admin client");
     let identifier = uuid::Uuid::new_v4();
     admin
-        .register_key("device-key", identifier)
+        .register_key("device-key-0000001", identifier)
         .await
         .expect("register");
     identifier
@@ -41,17 +41,33 @@ async fn admin_client_registers_and_checks_keys() {
     let server = TestServer::builder(BINARY).start().await;
     let admin = AdminClient::new(server.base_url()).expect("admin client");
     let identifier = uuid::Uuid::new_v4();
-    assert!(!admin.is_key_registered("device-key").await.expect("ask"));
+    assert!(
+        !admin
+            .is_key_registered("device-key-0000001")
+            .await
+            .expect("ask")
+    );
     admin
-        .register_key("device-key", identifier)
+        .register_key("device-key-0000001", identifier)
         .await
         .expect("register");
-    assert!(admin.is_key_registered("device-key").await.expect("ask"));
+    assert!(
+        admin
+            .is_key_registered("device-key-0000001")
+            .await
+            .expect("ask")
+    );
     let err = admin
         .register_key("", identifier)
         .await
         .expect_err("empty key refused");
     assert_eq!(err.status().map(|s| s.as_u16()), Some(400));
+    let err = admin
+        .register_key("short-key", identifier)
+        .await
+        .expect_err("a key shorter than MIN_KEY_LENGTH is refused");
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(400));
+    assert!(err.to_string().contains("MIN_KEY_LENGTH"), "{err}");
 }
 
 #[tokio::test]
@@ -66,7 +82,7 @@ async fn middleware_authenticates_then_refreshes_against_the_real_server() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let listener_seen = seen.clone();
     let auth = JwtAuthMiddleware::new(server.base_url(), identifier)
-        .with_key("device-key")
+        .with_key("device-key-0000001")
         .with_allowed_hosts([server_host(&server)])
         .with_refresh_margin(Duration::from_secs(1))
         .with_token_listener(move |tokens| {
@@ -160,7 +176,7 @@ async fn admin_client_revokes_and_lists_keys_with_the_admin_token() {
     let identifier = uuid::Uuid::new_v4();
     let anonymous = AdminClient::new(server.base_url()).expect("admin client");
     let err = anonymous
-        .register_key("device-key", identifier)
+        .register_key("device-key-0000001", identifier)
         .await
         .expect_err("the admin token is required");
     assert_eq!(err.status().map(|s| s.as_u16()), Some(401));
@@ -169,23 +185,23 @@ async fn admin_client_revokes_and_lists_keys_with_the_admin_token() {
         .and_then(|a| a.with_admin_token("adm1n-t0ken-adm1n-t0ken-adm1n-t0"))
         .expect("admin client");
     admin
-        .register_key("device-key", identifier)
+        .register_key("device-key-0000001", identifier)
         .await
         .expect("register");
     admin
-        .register_key("spare-key", identifier)
+        .register_key("spare-key-00000001", identifier)
         .await
         .expect("register");
     let keys = admin.list_keys(identifier).await.expect("list");
     assert_eq!(keys.len(), 2);
     assert!(
         keys.iter()
-            .all(|k| k.key_hash_prefix.len() == 16 && k.revoked_at.is_none())
+            .all(|k| k.key_hash_scheme == "hmac-sha512" && k.revoked_at.is_none())
     );
 
     let device = || {
         let auth = JwtAuthMiddleware::new(server.base_url(), identifier)
-            .with_key("device-key")
+            .with_key("device-key-0000001")
             .with_allowed_hosts([server_host(&server)])
             .build()
             .expect("middleware");
@@ -201,7 +217,10 @@ async fn admin_client_revokes_and_lists_keys_with_the_admin_token() {
         .status();
     assert_eq!(status.as_u16(), 200);
 
-    let revoked = admin.revoke_key("device-key").await.expect("revoke");
+    let revoked = admin
+        .revoke_key("device-key-0000001")
+        .await
+        .expect("revoke");
     assert_eq!(
         (revoked.keys_revoked, revoked.refresh_tokens_revoked),
         (1, 1)

@@ -199,6 +199,27 @@ async fn database_written_by_the_original_is_taken_over_in_place() {
         assert_eq!(response.status().as_u16(), 200);
     }
 
+    // Each key the original stored as its plain SHA-512 is stored under the keyed hash once used.
+    let (unkeyed, keyed): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE key_hash = ANY($1)),
+                count(*) FILTER (WHERE key_hash_scheme = 'hmac-sha512')
+         FROM keys",
+    )
+    .bind(
+        devices
+            .iter()
+            .map(|d| hash_secret(&d.key))
+            .collect::<Vec<_>>(),
+    )
+    .fetch_one(&mut db)
+    .await
+    .expect("key hashes");
+    assert_eq!(
+        (unkeyed, keyed),
+        (0, 3),
+        "the original's keys were upgraded"
+    );
+
     let (status, _) = post(
         &client,
         server.url("/refresh"),
@@ -342,7 +363,7 @@ async fn db_uri_with_a_python_driver_suffix_creates_and_migrates_the_database() 
         .start()
         .await;
     let client = reqwest::Client::new();
-    let body = json!({"key": "k", "identifier": Uuid::new_v4()});
+    let body = json!({"key": "a-device-secret-key", "identifier": Uuid::new_v4()});
     let (status, _) = post(&client, server.url("/register_key"), body.clone()).await;
     assert_eq!(status, 201);
     let (status, _) = post(&client, server.url("/authenticate"), body).await;

@@ -68,7 +68,7 @@ pub(crate) async fn compose_command() -> Command {
 
 #[tokio::test]
 async fn docker_compose_config_accepts_it_and_requires_its_passwords() {
-    const REQUIRED: [&str; 2] = ["POSTGRES_PASSWORD", "ADMIN_TOKEN"];
+    const REQUIRED: [&str; 3] = ["POSTGRES_PASSWORD", "ADMIN_TOKEN", "KEY_HASH_SECRET"];
     // `docker compose config` with the required variables set except `missing`.
     let config = |missing: Option<&'static str>| async move {
         let mut command = compose_command().await;

@@ -141,7 +141,7 @@ async fn db_variables_of_the_original_mean_postgres_and_create_the_database() {
         .start()
         .await;
     let client = reqwest::Client::new();
-    let body = json!({"key": "k", "identifier": uuid::Uuid::new_v4()});
+    let body = json!({"key": "a-device-secret-key", "identifier": uuid::Uuid::new_v4()});
     assert_eq!(
         post(&client, server.url("/register_key"), body).await.0,
         201
@@ -222,6 +222,9 @@ async fn help_documents_every_environment_variable() {
         "DB_NAME",
         "DB_URI",
         "DATABASE_URL",
+        "KEY_HASH_SECRET",
+        "LEGACY_KEY_HASHES",
+        "MIN_KEY_LENGTH",
     ] {
         assert!(
             help.contains(&format!("[env: {variable}")),

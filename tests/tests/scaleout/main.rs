@@ -282,7 +282,7 @@ async fn a_database_outage_keeps_validation_up_and_recovers_without_a_restart() 
     let (status, _) = post(
         &client,
         server.url("/register_key"),
-        json!({"key": "k2", "identifier": identifier}),
+        json!({"key": "a-second-device-key", "identifier": identifier}),
     )
     .await;
     assert_eq!(status, 503);
