@@ -54,7 +54,8 @@ async fn execute(database: &Database, sql: &str) {
 /// Registers the test key at `app` and authenticates: the status and the token's `kid`.
 async fn sign(app: &App, identifier: Uuid) -> (u16, Option<String>) {
     let client = poem::test::TestClient::new(app.endpoint());
-    let body = json!({"key": KEY, "identifier": identifier});
+    // A key of its own per identifier: keys serve only the identifier they were registered for.
+    let body = json!({"key": format!("{KEY}-{identifier}"), "identifier": identifier});
     client.post("/register_key").body_json(&body).send().await;
     let response = client.post("/authenticate").body_json(&body).send().await;
     let status = response.0.status().as_u16();

@@ -59,7 +59,7 @@ pub(crate) async fn compose_command() -> Command {
     }
     let legacy = on_path("docker-compose").unwrap_or_else(|| {
         panic!(
-            "neither `docker compose` nor docker-compose is installed: run .ci/run or \
+            "neither `docker compose` nor docker-compose is installed: run .ci/setup or \
              apt-get install docker-compose"
         )
     });
@@ -307,7 +307,7 @@ async fn nginx_conf_passes_nginx_t() {
     let nginx = on_path("nginx")
         .or_else(|| Some(Path::new("/usr/sbin/nginx").to_path_buf()).filter(|p| p.is_file()))
         .unwrap_or_else(|| {
-            panic!("nginx is not installed: run .ci/run or apt-get install nginx-light")
+            panic!("nginx is not installed: run .ci/setup or apt-get install nginx-light")
         });
     // The compose service name resolves only on the compose network.
     let conf = read(COMPOSE_NGINX);

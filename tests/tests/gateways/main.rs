@@ -3,7 +3,7 @@
 //! `examples/` (its ports replaced by free loopback ones), so the examples cannot rot.
 //!
 //! Needs `nginx` (with the auth_request module: Debian's nginx-light) and `caddy` on `PATH`;
-//! `.ci/run` installs both. A missing gateway fails the test, it is never skipped.
+//! `.ci/setup` installs both. A missing gateway fails the test, it is never skipped.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -147,7 +147,7 @@ fn require(name: &str, version_flag: &str, package: &str) -> PathBuf {
         Ok(_) => PathBuf::from(name),
         Err(err) => panic!(
             "`{name}` is needed for this test and could not be run ({err}): install it with \
-             `apt-get install -y {package}` (.ci/run does)"
+             `apt-get install -y {package}` (.ci/setup does)"
         ),
     }
 }

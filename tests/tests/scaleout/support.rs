@@ -45,7 +45,7 @@ pub(crate) struct Nginx {
 impl Nginx {
     pub(crate) async fn round_robin(servers: &[TestServer]) -> Self {
         let nginx =
-            which("nginx").expect("nginx is needed: run .ci/run or apt-get install nginx-light");
+            which("nginx").expect("nginx is needed: run .ci/setup or apt-get install nginx-light");
         let dir = tempfile::tempdir().expect("dir");
         let port = free_port();
         let upstreams: String = servers
