@@ -5,19 +5,11 @@
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
 use crate::support::{Backend, Served, TestApp};
-
-async fn refresh(app: &TestApp, token: &str, identifier: Uuid) -> (u16, Value) {
-    app.post(
-        "/refresh",
-        json!({"refresh_token": token, "identifier": identifier}),
-    )
-    .await
-}
 
 /// One HTTP/1.1 request on a new connection; the status code of the answer.
 async fn raw_request(address: std::net::SocketAddr, head: &str, body: &str) -> u16 {
@@ -53,7 +45,7 @@ async fn a_key_mints_tokens_only_for_its_own_identifier_by_default(backend: Back
     assert_eq!(status, 200);
     let refresh_token = tokens["refresh_token"].as_str().expect("token");
     assert_eq!(
-        refresh(&app, refresh_token, b).await.0,
+        app.refresh(refresh_token, b).await.0,
         401,
         "A's refresh token gets no JWT for B"
     );
@@ -317,24 +309,24 @@ async fn every_refusal_looks_the_same_to_the_client(backend: Backend) {
 async fn a_replay_within_the_grace_window_returns_the_same_successor(backend: Backend) {
     let app = TestApp::with_args(backend, &["--rotate-refresh-tokens"]).await;
     let (_, first, identifier) = app.authenticate().await;
-    let (_, rotated) = refresh(&app, &first, identifier).await;
+    let (_, rotated) = app.refresh(&first, identifier).await;
     let successor = rotated["refresh_token"]
         .as_str()
         .expect("successor")
         .to_owned();
-    let replays = join_all((0..5).map(|_| refresh(&app, &first, identifier))).await;
+    let replays = join_all((0..5).map(|_| app.refresh(&first, identifier))).await;
     for (status, body) in &replays {
         assert_eq!(*status, 200, "{body}");
         assert_eq!(body["refresh_token"].as_str(), Some(successor.as_str()));
     }
-    assert_eq!(refresh(&app, &successor, identifier).await.0, 200);
+    assert_eq!(app.refresh(&successor, identifier).await.0, 200);
     assert_eq!(
-        refresh(&app, &first, identifier).await.0,
+        app.refresh(&first, identifier).await.0,
         401,
         "once the successor is used, a replay is reuse"
     );
     assert_eq!(
-        refresh(&app, &successor, identifier).await.0,
+        app.refresh(&successor, identifier).await.0,
         401,
         "the family is revoked"
     );
@@ -346,7 +338,7 @@ async fn a_family_revocation_never_misses_a_rotation_in_flight(backend: Backend)
     let app = std::sync::Arc::new(TestApp::with_args(backend, &["--rotate-refresh-tokens"]).await);
     for trial in 0..12 {
         let (_, first, identifier) = app.authenticate().await;
-        let (_, rotated) = refresh(&app, &first, identifier).await;
+        let (_, rotated) = app.refresh(&first, identifier).await;
         let second = rotated["refresh_token"]
             .as_str()
             .expect("second")
@@ -358,7 +350,7 @@ async fn a_family_revocation_never_misses_a_rotation_in_flight(backend: Backend)
             tokio::spawn(async move {
                 for _ in 0..1_000 {
                     let current = newest.lock().expect("lock").clone();
-                    let (status, body) = refresh(&app, &current, identifier).await;
+                    let (status, body) = app.refresh(&current, identifier).await;
                     if status != 200 {
                         return;
                     }
@@ -373,11 +365,11 @@ async fn a_family_revocation_never_misses_a_rotation_in_flight(backend: Backend)
         while rotations.load(std::sync::atomic::Ordering::SeqCst) < 2 + trial {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        assert_eq!(refresh(&app, &first, identifier).await.0, 401, "reuse");
+        assert_eq!(app.refresh(&first, identifier).await.0, 401, "reuse");
         refresher.await.expect("refresher");
         let last = newest.lock().expect("lock").clone();
         assert_eq!(
-            refresh(&app, &last, identifier).await.0,
+            app.refresh(&last, identifier).await.0,
             401,
             "trial {trial}: the chain's newest token outlived the family revocation"
         );
@@ -387,10 +379,10 @@ async fn a_family_revocation_never_misses_a_rotation_in_flight(backend: Backend)
 async fn refresh_stops_with_the_key_and_rotation_does_not_extend_the_family(backend: Backend) {
     let app = TestApp::with_args(backend, &["--key-expiry", "2"]).await;
     let (_, refresh_token, identifier) = app.authenticate().await;
-    assert_eq!(refresh(&app, &refresh_token, identifier).await.0, 200);
+    assert_eq!(app.refresh(&refresh_token, identifier).await.0, 200);
     tokio::time::sleep(Duration::from_millis(3_100)).await;
     assert_eq!(
-        refresh(&app, &refresh_token, identifier).await.0,
+        app.refresh(&refresh_token, identifier).await.0,
         401,
         "the key has expired, so its refresh tokens no longer refresh"
     );
@@ -402,7 +394,7 @@ async fn refresh_stops_with_the_key_and_rotation_does_not_extend_the_family(back
     .await;
     let (_, first, identifier) = app.authenticate().await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let (status, rotated) = refresh(&app, &first, identifier).await;
+    let (status, rotated) = app.refresh(&first, identifier).await;
     assert_eq!(status, 200);
     let successor = rotated["refresh_token"]
         .as_str()
@@ -410,7 +402,7 @@ async fn refresh_stops_with_the_key_and_rotation_does_not_extend_the_family(back
         .to_owned();
     tokio::time::sleep(Duration::from_millis(2_600)).await;
     assert_eq!(
-        refresh(&app, &successor, identifier).await.0,
+        app.refresh(&successor, identifier).await.0,
         401,
         "the successor expires with its family, not a full lifetime after the rotation"
     );

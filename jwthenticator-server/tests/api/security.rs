@@ -7,14 +7,6 @@ use uuid::Uuid;
 
 use crate::support::{Backend, TestApp};
 
-async fn refresh(app: &TestApp, token: &str, identifier: Uuid) -> (u16, Value) {
-    app.post(
-        "/refresh",
-        json!({"refresh_token": token, "identifier": identifier}),
-    )
-    .await
-}
-
 async fn revoking_a_key_stops_it_and_its_refresh_tokens_at_once(backend: Backend) {
     let app = TestApp::new(backend).await;
     let (key, identifier) = app.register().await;
@@ -41,7 +33,7 @@ async fn revoking_a_key_stops_it_and_its_refresh_tokens_at_once(backend: Backend
         (status, body["message"].as_str()),
         (401, Some("the key is not valid for this identifier"))
     );
-    let (status, _) = refresh(&app, refresh_token, identifier).await;
+    let (status, _) = app.refresh(refresh_token, identifier).await;
     assert_eq!(status, 401, "the key's refresh tokens died with it");
 
     let (status, body) = app
@@ -155,8 +147,8 @@ async fn revoking_one_refresh_token_leaves_the_others(backend: Backend) {
         (status, body),
         (200, json!({"keys_revoked": 0, "refresh_tokens_revoked": 1}))
     );
-    assert_eq!(refresh(&app, first, identifier).await.0, 401);
-    assert_eq!(refresh(&app, second, identifier).await.0, 200);
+    assert_eq!(app.refresh(first, identifier).await.0, 401);
+    assert_eq!(app.refresh(second, identifier).await.0, 200);
 }
 
 async fn revoking_an_identifier_revokes_all_its_keys_only(backend: Backend) {
@@ -209,7 +201,7 @@ async fn revoking_an_identifier_revokes_all_its_keys_only(backend: Backend) {
 async fn rotation_returns_a_new_refresh_token_and_answers_a_lost_response_retry(backend: Backend) {
     let app = TestApp::with_args(backend, &["--rotate-refresh-tokens"]).await;
     let (_, first, identifier) = app.authenticate().await;
-    let (status, rotated) = refresh(&app, &first, identifier).await;
+    let (status, rotated) = app.refresh(&first, identifier).await;
     assert_eq!(status, 200);
     let second = rotated["refresh_token"]
         .as_str()
@@ -218,17 +210,17 @@ async fn rotation_returns_a_new_refresh_token_and_answers_a_lost_response_retry(
     assert_ne!(second, first);
 
     // The response was "lost": the client retries with the old token within the grace window.
-    let (status, retry) = refresh(&app, &first, identifier).await;
+    let (status, retry) = app.refresh(&first, identifier).await;
     assert_eq!(status, 200, "{retry}");
     let again = retry["refresh_token"]
         .as_str()
         .expect("a usable token")
         .to_owned();
     assert_eq!(again, second, "the same successor, not a second chain");
-    assert_eq!(refresh(&app, &again, identifier).await.0, 200);
+    assert_eq!(app.refresh(&again, identifier).await.0, 200);
 
     // Its successor has now been used, so the old token is reuse: the family is revoked.
-    let (status, body) = refresh(&app, &first, identifier).await;
+    let (status, body) = app.refresh(&first, identifier).await;
     assert_eq!(
         (status, body["message"].as_str()),
         (
@@ -237,7 +229,7 @@ async fn rotation_returns_a_new_refresh_token_and_answers_a_lost_response_retry(
         )
     );
     assert_eq!(
-        refresh(&app, &second, identifier).await.0,
+        app.refresh(&second, identifier).await.0,
         401,
         "the whole family is revoked"
     );
@@ -254,18 +246,18 @@ async fn reuse_after_the_grace_window_revokes_the_family(backend: Backend) {
     )
     .await;
     let (_, first, identifier) = app.authenticate().await;
-    let (_, rotated) = refresh(&app, &first, identifier).await;
+    let (_, rotated) = app.refresh(&first, identifier).await;
     let second = rotated["refresh_token"].as_str().expect("token").to_owned();
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    assert_eq!(refresh(&app, &first, identifier).await.0, 401);
+    assert_eq!(app.refresh(&first, identifier).await.0, 401);
     assert_eq!(
-        refresh(&app, &second, identifier).await.0,
+        app.refresh(&second, identifier).await.0,
         401,
         "the successor died with the family"
     );
     let (_, fresh, identifier) = app.authenticate().await;
     assert_eq!(
-        refresh(&app, &fresh, identifier).await.0,
+        app.refresh(&fresh, identifier).await.0,
         200,
         "other families are untouched"
     );
@@ -274,7 +266,7 @@ async fn reuse_after_the_grace_window_revokes_the_family(backend: Backend) {
 async fn concurrent_refreshes_of_one_token_rotate_it_exactly_once(backend: Backend) {
     let app = TestApp::with_args(backend, &["--rotate-refresh-tokens"]).await;
     let (_, token, identifier) = app.authenticate().await;
-    let answers = join_all((0..16).map(|_| refresh(&app, &token, identifier))).await;
+    let answers = join_all((0..16).map(|_| app.refresh(&token, identifier))).await;
     let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
     assert!(
         statuses.iter().all(|s| *s == 200 || *s == 401),
@@ -331,8 +323,8 @@ async fn strict_identifier_binds_keys_and_refresh_tokens(backend: Backend) {
         )
         .await;
     let refresh_token = tokens["refresh_token"].as_str().expect("token");
-    assert_eq!(refresh(&app, refresh_token, Uuid::new_v4()).await.0, 401);
-    assert_eq!(refresh(&app, refresh_token, identifier).await.0, 200);
+    assert_eq!(app.refresh(refresh_token, Uuid::new_v4()).await.0, 401);
+    assert_eq!(app.refresh(refresh_token, identifier).await.0, 200);
 
     let lax = TestApp::with_args(backend, &["--strict-identifier", "false"]).await;
     let (key, _) = lax.register().await;
@@ -384,7 +376,7 @@ async fn failed_attempts_are_limited_per_identifier_without_slowing_correct_clie
         .parse()
         .expect("seconds");
     assert!((1..=60).contains(&retry_after), "{retry_after}");
-    let (status, _) = refresh(&app, "guess", identifier).await;
+    let (status, _) = app.refresh("guess", identifier).await;
     assert_eq!(status, 429, "refresh shares the limit");
 
     for _ in 0..5 {

@@ -221,6 +221,15 @@ impl TestApp {
         (status, response.json().await.value().deserialize())
     }
 
+    /// POSTs `/refresh` with `token` for `identifier`.
+    pub(crate) async fn refresh(&self, token: &str, identifier: Uuid) -> (u16, Value) {
+        self.post(
+            "/refresh",
+            serde_json::json!({"refresh_token": token, "identifier": identifier}),
+        )
+        .await
+    }
+
     /// Registers a new random key for a new identifier; returns both.
     pub(crate) async fn register(&self) -> (String, Uuid) {
         let key = format!("key-{}", Uuid::new_v4());
