@@ -277,7 +277,8 @@ async fn third_party() -> (String, Arc<Mutex<Vec<Option<String>>>>) {
 async fn the_jwt_goes_only_to_the_allowed_hosts_against_the_real_server() {
     let server = TestServer::builder(BINARY).start().await;
     let identifier = register_device_key(&server).await;
-    let builder = || JwtAuthMiddleware::new(server.base_url(), identifier).with_key("device-key");
+    let builder =
+        || JwtAuthMiddleware::new(server.base_url(), identifier).with_key("device-key-0000001");
 
     // Without an allow-list (or the explicit any-host opt-in) there is no middleware.
     let err = builder().build().expect_err("the hosts are required");
