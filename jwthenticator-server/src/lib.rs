@@ -225,6 +225,16 @@ impl App {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
         shutdown_timeout: Duration,
     ) -> anyhow::Result<()> {
+        // Bound before anything is spawned, so a failure leaves nothing running.
+        let internal = match (self.internal_endpoint(), &self.internal_address) {
+            (Some(endpoint), Some(address)) => {
+                let listener = tokio::net::TcpListener::bind(address.as_str())
+                    .await
+                    .with_context(|| format!("binding the internal listener {address}"))?;
+                Some((listener, endpoint))
+            }
+            _ => None,
+        };
         let store = self.state.store.clone();
         let purger = tokio::spawn(async move {
             let mut ticks = tokio::time::interval(PURGE_INTERVAL);
@@ -261,21 +271,18 @@ impl App {
             until_stopped(stopped.clone()),
             shutdown_timeout,
         );
-        let result = match (self.internal_endpoint(), &self.internal_address) {
-            (Some(internal), Some(address)) => {
-                let listener = tokio::net::TcpListener::bind(address.as_str())
-                    .await
-                    .with_context(|| format!("binding the internal listener {address}"))?;
+        let result = match internal {
+            Some((listener, endpoint)) => {
                 let internal = serve::serve(
                     listener,
-                    internal,
+                    endpoint,
                     &self.connections,
                     until_stopped(stopped),
                     shutdown_timeout,
                 );
                 tokio::try_join!(main, internal).map(|_| ())
             }
-            _ => main.await,
+            None => main.await,
         };
         purger.abort();
         upkeep.abort();
