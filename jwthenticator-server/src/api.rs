@@ -333,7 +333,7 @@ impl InternalApi {
                 ))));
             }
         };
-        let expires_at = Utc::now() + seconds(state.key_expiry);
+        let expires_at = Utc::now() + seconds(state.issue.key_expiry);
         let registration = state
             .store
             .register_key(&hashes, body.identifier, expires_at)
