@@ -11,12 +11,13 @@ use poem::{EndpointExt, Route};
 use poem_openapi::{OpenApi, OpenApiService};
 
 use crate::api::{ExternalApi, GeneralApi, InternalApi};
+use crate::config::ConnectionConfig;
 use crate::config::{Config, ConfigError, Secret};
 use crate::key_hash::KeyHasher;
 use crate::keys::{KeySource, SharedKeySettings, SharedKeys};
 use crate::middleware::{MaxBodySize, RouteLabels, observe};
 use crate::security::{InternalAccess, InternalGuard};
-use crate::serve::{self, ConnectionConfig};
+use crate::serve;
 use crate::state::{AppState, IssueSettings};
 use crate::store::{self, Store};
 use crate::telemetry;

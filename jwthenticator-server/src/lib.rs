@@ -35,8 +35,8 @@ pub mod store;
 mod telemetry;
 
 pub use app::{App, ServeSettings, openapi_json, openapi_yaml, run};
+pub use config::ConnectionConfig;
 pub use config::{Config, Database};
-pub use serve::ConnectionConfig;
 pub use state::{AppState, IssueSettings};
 
 /// Logs to stderr: plain text, or JSON lines with `LOG_FORMAT=json`; the level comes from

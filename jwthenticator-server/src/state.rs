@@ -8,11 +8,11 @@ use chrono::Utc;
 use jwthenticator_core::{Audience, Claims};
 use uuid::Uuid;
 
-use crate::config::Config;
+use crate::config::{Config, SecurityConfig};
 use crate::error::ApiError;
 use crate::key_hash::KeyHasher;
 use crate::keys::ActiveKeys;
-use crate::security::{ClientAddress, FailureLimiter, SecurityConfig};
+use crate::security::{ClientAddress, FailureLimiter};
 use crate::store::Store;
 
 /// The lifetimes and claims the server issues with, derived once from the configuration.

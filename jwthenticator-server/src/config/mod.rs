@@ -196,11 +196,11 @@ pub struct Config {
 
     /// Connection deadlines and limits.
     #[command(flatten)]
-    pub connections: crate::serve::ConnectionConfig,
+    pub connections: ConnectionConfig,
 
     /// Identifier binding, refresh-token rotation, failure limits and admin protection.
     #[command(flatten)]
-    pub security: crate::security::SecurityConfig,
+    pub security: SecurityConfig,
 
     /// Signing keys shared by the replicas through PostgreSQL, and their rotation.
     #[command(flatten)]
@@ -226,13 +226,17 @@ pub enum LogFormat {
     Json,
 }
 
+mod connections;
 mod database;
 mod keys;
 mod secret;
+mod security;
 
+pub use connections::ConnectionConfig;
 pub use database::{ConfigError, Database};
 pub use keys::{KeyHashConfig, SharedKeyConfig};
 pub use secret::Secret;
+pub use security::{MIN_ADMIN_TOKEN_LEN, SecurityConfig};
 
 impl Config {
     /// Whether a signing or verification key is configured (inline or as a file), as opposed
