@@ -10,17 +10,20 @@ use jwthenticator_core::{
     RevokeKeyRequest, RevokeRefreshTokenRequest, TokenResponse, VerifyError, parse_bearer,
 };
 use poem::web::Data;
-use poem::{Endpoint, IntoResponse, Request};
+use poem::{IntoResponse, Request, RequestBody};
 use poem_openapi::param::Query;
 use poem_openapi::payload::{Json, Payload};
-use poem_openapi::registry::{MetaSchemaRef, Registry};
-use poem_openapi::types::Type;
-use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef, MetaSecurityScheme, Registry};
+use poem_openapi::types::{ParseFromJSON, ParseResult, Type};
+use poem_openapi::{
+    ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions, Object, OpenApi, Tags,
+};
 use uuid::Uuid;
 
-use crate::error::{ApiError, bad_request_body};
+use crate::error::{ApiError, InternalApiError, bad_request_body, payload_too_large_body};
 use crate::flows::Outcome;
-use crate::middleware::json_body;
+use crate::key_hash::DEFAULT_MIN_KEY_LENGTH;
+use crate::middleware::JsonBody;
 use crate::state::AppState;
 use crate::store::{KeySelector, Registration, Revoked, hash_secret};
 
@@ -41,25 +44,8 @@ enum Tag {
 #[derive(Debug, Object)]
 pub(crate) struct Empty {}
 
-macro_rules! json_body_transforms {
-    ($($name:ident: $body:ty),* $(,)?) => {$(
-        fn $name<E: Endpoint>(ep: E) -> impl Endpoint {
-            json_body::<$body, E>(ep)
-        }
-    )*};
-}
-
-json_body_transforms!(
-    auth_body: AuthRequest,
-    refresh_body: RefreshRequest,
-    validate_body: JwtValidateRequest,
-    register_key_body: RegisterKeyRequest,
-    key_body: KeyRequest,
-    revoke_key_body: RevokeKeyRequest,
-    revoke_refresh_token_body: RevokeRefreshTokenRequest,
-    identifier_body: IdentifierRequest,
-);
-
+/// The 400 (and, for a body over the limit, the 413) of an operation: its body or a
+/// parameter could not be read.
 macro_rules! bad_request_handler {
     ($response:ident) => {
         impl $response {
@@ -68,6 +54,185 @@ macro_rules! bad_request_handler {
             }
         }
     };
+    ($response:ident with body) => {
+        impl $response {
+            fn bad_request(err: poem::Error) -> Self {
+                if err.status() == poem::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    Self::PayloadTooLarge(Json(payload_too_large_body(&err)))
+                } else {
+                    Self::BadRequest(Json(bad_request_body(&err)))
+                }
+            }
+        }
+    };
+}
+
+/// `ADMIN_TOKEN`, as the spec documents the internal group's requirement. It decides nothing:
+/// `security::InternalGuard` has answered every request for the group (401, 403) before an
+/// operation runs, also in the modes without a token (loopback clients, `INTERNAL_PORT`).
+/// Every internal operation takes one, and a test checks the spec lists it on each.
+pub(crate) struct AdminToken;
+
+impl<'a> ApiExtractor<'a> for AdminToken {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        registry.create_security_scheme(
+            "AdminToken",
+            MetaSecurityScheme {
+                ty: "http",
+                description: Some(
+                    "`Authorization: Bearer <ADMIN_TOKEN>`. Without `ADMIN_TOKEN` the internal \
+                     API answers loopback clients (not through a proxy) with no token, or every \
+                     client of `INTERNAL_PORT`.",
+                ),
+                name: None,
+                key_in: None,
+                scheme: Some("bearer"),
+                bearer_format: None,
+                flows: None,
+                openid_connect_url: None,
+            },
+        );
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        vec!["AdminToken"]
+    }
+
+    async fn from_request(
+        _request: &'a Request,
+        _body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        Ok(Self)
+    }
+}
+
+/// A core request type with a schema here that says more than the derived one: a rule that
+/// the handler enforces. Parsing is the core type's, and so is the JSON shape.
+macro_rules! refined_body {
+    ($(#[$doc:meta])* $name:ident($inner:ty), $refine:expr) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub(crate) struct $name($inner);
+
+        impl Type for $name {
+            const IS_REQUIRED: bool = true;
+            type RawValueType = Self;
+            type RawElementValueType = Self;
+
+            fn name() -> std::borrow::Cow<'static, str> {
+                <$inner as Type>::name()
+            }
+
+            fn schema_ref() -> MetaSchemaRef {
+                MetaSchemaRef::Reference(Self::name().into_owned())
+            }
+
+            fn register(registry: &mut Registry) {
+                registry.create_schema::<Self, _>(Self::name().into_owned(), |_| {
+                    // The derived schema (fields, validators), built aside so that it is not
+                    // registered under the same name.
+                    let mut schema = Registry::new().create_fake_schema::<$inner>();
+                    let refine: fn(&mut MetaSchema) = $refine;
+                    refine(&mut schema);
+                    schema
+                });
+            }
+
+            fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+                Some(self)
+            }
+
+            fn raw_element_iter<'a>(
+                &'a self,
+            ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+                Box::new(self.as_raw_value().into_iter())
+            }
+        }
+
+        impl ParseFromJSON for $name {
+            fn parse_from_json(value: Option<serde_json::Value>) -> ParseResult<Self> {
+                <$inner>::parse_from_json(value)
+                    .map(Self)
+                    .map_err(poem_openapi::types::ParseError::propagate)
+            }
+        }
+    };
+}
+
+/// The schema of a property of an object schema.
+fn property<'a>(schema: &'a mut MetaSchema, name: &str) -> Option<&'a mut MetaSchema> {
+    schema
+        .properties
+        .iter_mut()
+        .find(|(property, _)| *property == name)
+        .and_then(|(_, schema)| match schema {
+            MetaSchemaRef::Inline(schema) => Some(schema.as_mut()),
+            MetaSchemaRef::Reference(_) => None,
+        })
+}
+
+refined_body!(
+    /// The body of `/register_key`; its schema states `MIN_KEY_LENGTH`'s default as the
+    /// key's minimum length (the handler checks the configured one).
+    RegisterKeyBody(RegisterKeyRequest),
+    |schema| {
+        if let Some(key) = property(schema, "key") {
+            key.min_length = Some(DEFAULT_MIN_KEY_LENGTH);
+        }
+    }
+);
+
+impl<'de> serde::Deserialize<'de> for RegisterKeyBody {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        RegisterKeyRequest::deserialize(deserializer).map(Self)
+    }
+}
+
+refined_body!(
+    /// The body of `/revoke_key`; its schema says that exactly one of `key` and `key_id` is
+    /// given (`oneOf`), which the handler enforces.
+    RevokeKeyBody(RevokeKeyRequest),
+    |schema| {
+        let requiring = |field: &'static str| {
+            MetaSchemaRef::Inline(Box::new(MetaSchema {
+                required: vec![field],
+                ..MetaSchema::ANY
+            }))
+        };
+        schema.one_of = vec![requiring("key"), requiring("key_id")];
+    }
+);
+
+/// `RevokeKeyRequest` as serde reads it, less lenient: a field is absent or has a value, and
+/// `null` is neither (the schema types both fields as non-nullable).
+#[derive(serde::Deserialize)]
+struct PresentOrAbsent {
+    #[serde(default, deserialize_with = "present")]
+    key: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    key_id: Option<i64>,
+}
+
+/// A field that, when present, must hold a `T`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+impl<'de> serde::Deserialize<'de> for RevokeKeyBody {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let PresentOrAbsent { key, key_id } = PresentOrAbsent::deserialize(deserializer)?;
+        Ok(Self(RevokeKeyRequest { key, key_id }))
+    }
 }
 
 /// Answer of `/`, `/health`.
@@ -135,11 +300,14 @@ pub(crate) enum RegisterKeyResponse {
     /// than `MIN_KEY_LENGTH` (16 characters by default).
     #[oai(status = 400)]
     BadRequest(Json<ErrorResponse>),
+    /// The body is larger than `MAX_BODY_SIZE`.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorResponse>),
     /// The key was revoked; a revoked key cannot be registered again.
     #[oai(status = 409)]
     Conflict(Json<ErrorResponse>),
 }
-bad_request_handler!(RegisterKeyResponse);
+bad_request_handler!(RegisterKeyResponse with body);
 
 /// Answer of `/is_key_registered`.
 #[derive(ApiResponse)]
@@ -151,12 +319,15 @@ pub(crate) enum IsKeyRegisteredResponse {
     /// The body is not JSON, or `key` is missing or invalid.
     #[oai(status = 400)]
     BadRequest(Json<ErrorResponse>),
+    /// The body is larger than `MAX_BODY_SIZE`.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorResponse>),
     /// Too many unregistered keys asked about from this client address (a key-guessing
     /// oracle otherwise); retry after the `Retry-After` seconds.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorResponse>, #[oai(header = "Retry-After")] u64),
 }
-bad_request_handler!(IsKeyRegisteredResponse);
+bad_request_handler!(IsKeyRegisteredResponse with body);
 
 /// Answer of `/authenticate` and `/refresh`.
 #[derive(ApiResponse)]
@@ -168,6 +339,9 @@ pub(crate) enum TokenEndpointResponse {
     /// The body is not JSON, or a field is missing or invalid.
     #[oai(status = 400)]
     BadRequest(Json<ErrorResponse>),
+    /// The body is larger than `MAX_BODY_SIZE`.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorResponse>),
     /// The key or refresh token is unknown, expired or revoked, bound to another identifier, or
     /// a reused rotated refresh token: one answer for every reason, so that it tells a guesser
     /// nothing (the reason is in the logs and metrics).
@@ -178,7 +352,7 @@ pub(crate) enum TokenEndpointResponse {
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorResponse>, #[oai(header = "Retry-After")] u64),
 }
-bad_request_handler!(TokenEndpointResponse);
+bad_request_handler!(TokenEndpointResponse with body);
 
 /// Answer of the revocation routes.
 #[derive(ApiResponse)]
@@ -190,8 +364,11 @@ pub(crate) enum RevokeResponse {
     /// The body is not JSON, or a field is missing or invalid.
     #[oai(status = 400)]
     BadRequest(Json<ErrorResponse>),
+    /// The body is larger than `MAX_BODY_SIZE`.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorResponse>),
 }
-bad_request_handler!(RevokeResponse);
+bad_request_handler!(RevokeResponse with body);
 
 /// Answer of `GET /keys`.
 #[derive(ApiResponse)]
@@ -216,11 +393,14 @@ pub(crate) enum ValidateResponse {
     /// The body is not JSON, or `jwt` is missing.
     #[oai(status = 400)]
     BadRequest(Json<ErrorResponse>),
+    /// The body is larger than `MAX_BODY_SIZE`.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorResponse>),
     /// The JWT is invalid; `message` says why.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorResponse>),
 }
-bad_request_handler!(ValidateResponse);
+bad_request_handler!(ValidateResponse with body);
 
 /// Answer of `/validate_request`; only ever 200, 401 or 403, as nginx `auth_request` expects.
 #[derive(ApiResponse)]
@@ -313,17 +493,14 @@ fn revocation(revoked: Revoked) -> RevokeResponse {
 #[OpenApi(tag = "Tag::Internal")]
 impl InternalApi {
     /// Registers a key for an identifier; registering it again extends its expiry.
-    #[oai(
-        path = "/register_key",
-        method = "post",
-        operation_id = "register_key",
-        transform = "register_key_body"
-    )]
+    #[oai(path = "/register_key", method = "post", operation_id = "register_key")]
     async fn register_key(
         &self,
+        _admin: AdminToken,
         state: Data<&Arc<AppState>>,
-        body: Json<RegisterKeyRequest>,
-    ) -> poem::Result<RegisterKeyResponse> {
+        body: JsonBody<RegisterKeyBody>,
+    ) -> Result<RegisterKeyResponse, InternalApiError> {
+        let RegisterKeyBody(body) = &body.0;
         let hashes = match state.key_hasher.for_registration(&body.key) {
             Ok(hashes) => hashes,
             Err(too_short) => {
@@ -337,8 +514,7 @@ impl InternalApi {
         let registration = state
             .store
             .register_key(&hashes, body.identifier, expires_at)
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         if registration == Registration::Revoked {
             tracing::warn!(identifier = %body.identifier, "refused to register a revoked key");
             return Ok(RegisterKeyResponse::Conflict(Json(ErrorResponse::new(
@@ -354,15 +530,15 @@ impl InternalApi {
     #[oai(
         path = "/is_key_registered",
         method = "post",
-        operation_id = "is_key_registered",
-        transform = "key_body"
+        operation_id = "is_key_registered"
     )]
     async fn is_key_registered(
         &self,
+        _admin: AdminToken,
         state: Data<&Arc<AppState>>,
         request: &Request,
-        body: Json<KeyRequest>,
-    ) -> poem::Result<IsKeyRegisteredResponse> {
+        body: JsonBody<KeyRequest>,
+    ) -> Result<IsKeyRegisteredResponse, InternalApiError> {
         // An unregistered key is a failed guess, as at `/authenticate`.
         let address = state.client_address.of(request);
         let attempt = match state.limiter.attempt(None, address).await {
@@ -387,17 +563,14 @@ impl InternalApi {
     /// Revokes a key, given as `key` or as the `key_id` that `GET /keys` lists, with all its
     /// refresh tokens: `/authenticate` and `/refresh` refuse them at once, on every replica.
     /// JWTs already issued stay valid until they expire (`JWT_LEASE_TIME`).
-    #[oai(
-        path = "/revoke_key",
-        method = "post",
-        operation_id = "revoke_key",
-        transform = "revoke_key_body"
-    )]
+    #[oai(path = "/revoke_key", method = "post", operation_id = "revoke_key")]
     async fn revoke_key(
         &self,
+        _admin: AdminToken,
         state: Data<&Arc<AppState>>,
-        body: Json<RevokeKeyRequest>,
-    ) -> poem::Result<RevokeResponse> {
+        body: JsonBody<RevokeKeyBody>,
+    ) -> Result<RevokeResponse, InternalApiError> {
+        let RevokeKeyBody(body) = &body.0;
         let hashes = body.key.as_deref().map(|key| state.key_hasher.hashes(key));
         let selector = match (&hashes, body.key_id) {
             (Some(hashes), None) => KeySelector::Key(hashes),
@@ -409,11 +582,7 @@ impl InternalApi {
                 ))));
             }
         };
-        let revoked = state
-            .store
-            .revoke_keys(selector, Utc::now())
-            .await
-            .map_err(ApiError::from)?;
+        let revoked = state.store.revoke_keys(selector, Utc::now()).await?;
         tracing::warn!(
             key_id = body.key_id,
             keys = revoked.keys,
@@ -427,19 +596,18 @@ impl InternalApi {
     #[oai(
         path = "/revoke_refresh_token",
         method = "post",
-        operation_id = "revoke_refresh_token",
-        transform = "revoke_refresh_token_body"
+        operation_id = "revoke_refresh_token"
     )]
     async fn revoke_refresh_token(
         &self,
+        _admin: AdminToken,
         state: Data<&Arc<AppState>>,
-        body: Json<RevokeRefreshTokenRequest>,
-    ) -> poem::Result<RevokeResponse> {
+        body: JsonBody<RevokeRefreshTokenRequest>,
+    ) -> Result<RevokeResponse, InternalApiError> {
         let refresh_tokens = state
             .store
             .revoke_refresh_token(&hash_secret(&body.refresh_token), Utc::now())
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         tracing::warn!(refresh_tokens, "refresh token revoked");
         Ok(revocation(Revoked {
             keys: 0,
@@ -451,19 +619,18 @@ impl InternalApi {
     #[oai(
         path = "/revoke_identifier",
         method = "post",
-        operation_id = "revoke_identifier",
-        transform = "identifier_body"
+        operation_id = "revoke_identifier"
     )]
     async fn revoke_identifier(
         &self,
+        _admin: AdminToken,
         state: Data<&Arc<AppState>>,
-        body: Json<IdentifierRequest>,
-    ) -> poem::Result<RevokeResponse> {
+        body: JsonBody<IdentifierRequest>,
+    ) -> Result<RevokeResponse, InternalApiError> {
         let revoked = state
             .store
             .revoke_keys(KeySelector::Identifier(body.identifier), Utc::now())
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         tracing::warn!(
             identifier = %body.identifier,
             keys = revoked.keys,
@@ -477,15 +644,12 @@ impl InternalApi {
     #[oai(path = "/keys", method = "get", operation_id = "list_keys")]
     async fn list_keys(
         &self,
+        _admin: AdminToken,
         state: Data<&Arc<AppState>>,
         /// The identifier whose keys to list.
         identifier: Query<Uuid>,
-    ) -> poem::Result<KeyListAnswer> {
-        let keys = state
-            .store
-            .list_keys(identifier.0)
-            .await
-            .map_err(ApiError::from)?;
+    ) -> Result<KeyListAnswer, InternalApiError> {
+        let keys = state.store.list_keys(identifier.0).await?;
         Ok(KeyListAnswer::Ok(Json(KeyListResponse {
             keys: keys
                 .into_iter()
@@ -524,7 +688,7 @@ async fn limited<F>(
     identifier: Uuid,
     operation: &'static str,
     decide: F,
-) -> poem::Result<TokenEndpointResponse>
+) -> Result<TokenEndpointResponse, ApiError>
 where
     F: Future<Output = Result<Outcome, ApiError>>,
 {
@@ -577,51 +741,36 @@ fn rejected(endpoint: &'static str, err: &VerifyError) -> ErrorResponse {
 #[OpenApi(tag = "Tag::External")]
 impl ExternalApi {
     /// Exchanges a registered key for a JWT and a refresh token.
-    #[oai(
-        path = "/authenticate",
-        method = "post",
-        operation_id = "authenticate",
-        transform = "auth_body"
-    )]
+    #[oai(path = "/authenticate", method = "post", operation_id = "authenticate")]
     async fn authenticate(
         &self,
         state: Data<&Arc<AppState>>,
         request: &Request,
-        body: Json<AuthRequest>,
-    ) -> poem::Result<TokenEndpointResponse> {
+        body: JsonBody<AuthRequest>,
+    ) -> Result<TokenEndpointResponse, ApiError> {
         let decision = state.authenticate(&body.key, body.identifier);
         limited(&state, request, body.identifier, "authenticate", decision).await
     }
 
     /// Exchanges a refresh token for a new JWT (and, with ROTATE_REFRESH_TOKENS, a new refresh
     /// token that replaces it).
-    #[oai(
-        path = "/refresh",
-        method = "post",
-        operation_id = "refresh",
-        transform = "refresh_body"
-    )]
+    #[oai(path = "/refresh", method = "post", operation_id = "refresh")]
     async fn refresh(
         &self,
         state: Data<&Arc<AppState>>,
         request: &Request,
-        body: Json<RefreshRequest>,
-    ) -> poem::Result<TokenEndpointResponse> {
+        body: JsonBody<RefreshRequest>,
+    ) -> Result<TokenEndpointResponse, ApiError> {
         let decision = state.refresh(&body.refresh_token, body.identifier);
         limited(&state, request, body.identifier, "refresh", decision).await
     }
 
     /// Validates a JWT given in the body.
-    #[oai(
-        path = "/validate",
-        method = "post",
-        operation_id = "validate",
-        transform = "validate_body"
-    )]
+    #[oai(path = "/validate", method = "post", operation_id = "validate")]
     async fn validate(
         &self,
         state: Data<&Arc<AppState>>,
-        body: Json<JwtValidateRequest>,
+        body: JsonBody<JwtValidateRequest>,
     ) -> ValidateResponse {
         match state.current_keys().validate(&body.jwt) {
             Ok(()) => {
@@ -642,7 +791,8 @@ impl ExternalApi {
         method = "patch",
         method = "delete",
         method = "head",
-        method = "options"
+        method = "options",
+        method = "trace"
     )]
     async fn validate_request(
         &self,

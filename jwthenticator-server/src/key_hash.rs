@@ -47,9 +47,12 @@ pub struct KeyHashConfig {
 
     /// Shortest key that `/register_key` and `register-key` accept, in characters (0: any).
     /// Keys registered before keep authenticating.
-    #[arg(long, env = "MIN_KEY_LENGTH", default_value_t = 16)]
+    #[arg(long, env = "MIN_KEY_LENGTH", default_value_t = DEFAULT_MIN_KEY_LENGTH)]
     pub min_key_length: usize,
 }
+
+/// `MIN_KEY_LENGTH`'s default, which the spec states as `/register_key`'s minimum.
+pub const DEFAULT_MIN_KEY_LENGTH: usize = 16;
 
 /// The shortest `KEY_HASH_SECRET` accepted.
 const MIN_SECRET_CHARS: usize = 32;
