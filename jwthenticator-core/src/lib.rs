@@ -31,6 +31,7 @@ mod claims;
 mod host;
 mod json_error;
 mod jwks;
+mod public_key;
 mod token_cache;
 mod verifier;
 mod wire;
@@ -41,6 +42,9 @@ pub use host::is_loopback_host;
 pub use json_error::describe_json_error;
 pub use jsonwebtoken::Algorithm;
 pub use jwks::{Jwk, Jwks, kid_of_spki};
+pub use public_key::{
+    KeyType, PublicKey, PublicKeyError, SIGNING_ALGORITHMS, algorithm_name, parse_signing_algorithm,
+};
 pub use token_cache::{TokenCache, TokenHash};
 pub use verifier::{
     DEFAULT_LEEWAY_SECS, KeyError, MAX_TOKEN_LEN, Verifier, VerifierBuilder, VerifyError,
