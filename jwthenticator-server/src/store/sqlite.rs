@@ -54,6 +54,11 @@ impl SqliteStore {
             .max_connections(max_connections.max(1))
             .connect_with(options)
             .await?;
+        Self::from_pool(pool).await
+    }
+
+    /// A store on an existing pool (foreign keys on), migrated.
+    pub async fn from_pool(pool: SqlitePool) -> Result<Self, StoreError> {
         sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
         Ok(Self { pool })
     }
