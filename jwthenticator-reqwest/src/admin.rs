@@ -16,16 +16,11 @@ use std::time::Duration;
 
 use crate::ConfigError;
 use crate::error::message_suffix;
-use crate::server::{
-    base_url, default_client_builder, error_message, redacted, route_url, server_client,
+use crate::server::{default_client_builder, error_message, server_client};
+use jwthenticator_core::routes::{
+    IS_KEY_REGISTERED, KEYS, REGISTER_KEY, REVOKE_IDENTIFIER, REVOKE_KEY, REVOKE_REFRESH_TOKEN,
 };
-
-const REGISTER_KEY: &str = "/register_key";
-const IS_KEY_REGISTERED: &str = "/is_key_registered";
-const REVOKE_KEY: &str = "/revoke_key";
-const REVOKE_REFRESH_TOKEN: &str = "/revoke_refresh_token";
-const REVOKE_IDENTIFIER: &str = "/revoke_identifier";
-const KEYS: &str = "/keys";
+use jwthenticator_core::{base_url, redact_url, route_url};
 /// Deadline of a call of the default client.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -42,7 +37,7 @@ struct Routes {
 
 impl Routes {
     fn new(base: &Url) -> Result<Self, ConfigError> {
-        let route = |name: &str| route_url(base, name.trim_start_matches('/'));
+        let route = |name: &str| route_url(base, name).map_err(ConfigError::InvalidServerUrl);
         Ok(Self {
             register_key: route(REGISTER_KEY)?,
             is_key_registered: route(IS_KEY_REGISTERED)?,
@@ -305,7 +300,7 @@ impl AdminClient {
 impl fmt::Debug for AdminClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdminClient")
-            .field("server_url", &redacted(&self.server_url))
+            .field("server_url", &redact_url(self.server_url.as_str()))
             .field(
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| crate::REDACTED),

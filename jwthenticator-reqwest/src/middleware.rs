@@ -6,14 +6,13 @@ use std::time::Duration;
 
 use http::Extensions;
 use http::header::AUTHORIZATION;
+use jwthenticator_core::{base_url, redact_url, route_url, routes};
 use reqwest::{Request, Response, StatusCode, Url};
 use reqwest_middleware::{Error, Middleware, Next, Result};
 use uuid::Uuid;
 
 use crate::jwt::Jwt;
-use crate::server::{
-    base_url, default_client_builder, is_https_or_loopback, redacted, route_url, server_client,
-};
+use crate::server::{default_client_builder, is_https_or_loopback, server_client};
 use crate::tokens::{TokenConfig, TokenListener, TokenManager, Tokens};
 use crate::{ConfigError, REDACTED};
 
@@ -179,7 +178,7 @@ impl fmt::Debug for JwtAuthMiddleware {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let shared = &self.shared;
         f.debug_struct("JwtAuthMiddleware")
-            .field("server_url", &redacted(&shared.server_url))
+            .field("server_url", &redact_url(shared.server_url.as_str()))
             .field("identifier", &shared.tokens.identifier())
             .field("refresh_margin", &shared.tokens.refresh_margin())
             .field("hosts", &shared.hosts)
@@ -339,8 +338,10 @@ impl JwtAuthMiddlewareBuilder {
         if !self.insecure_http && !is_https_or_loopback(&server_url) {
             return Err(ConfigError::InsecureServerUrl);
         }
-        let authenticate_url = route_url(&server_url, "authenticate")?;
-        let refresh_url = route_url(&server_url, "refresh")?;
+        let authenticate_url =
+            route_url(&server_url, routes::AUTHENTICATE).map_err(ConfigError::InvalidServerUrl)?;
+        let refresh_url =
+            route_url(&server_url, routes::REFRESH).map_err(ConfigError::InvalidServerUrl)?;
         let jwt = self
             .jwt
             .map(|jwt| Jwt::parse(jwt, self.refresh_margin))
@@ -387,7 +388,7 @@ impl JwtAuthMiddlewareBuilder {
 impl fmt::Debug for JwtAuthMiddlewareBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let server_url = Url::parse(&self.server_url)
-            .map(|url| redacted(&url))
+            .map(|url| redact_url(url.as_str()))
             .unwrap_or_else(|_| REDACTED.to_owned());
         f.debug_struct("JwtAuthMiddlewareBuilder")
             .field("server_url", &server_url)
