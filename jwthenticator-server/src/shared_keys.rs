@@ -37,6 +37,7 @@ use aws_lc_rs::hkdf::{HKDF_SHA256, KeyType, Prk, Salt};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use clap::Args;
 use jwthenticator_core::Algorithm;
+use jwthenticator_core::saturating_seconds;
 use rsa::pkcs8::der::zeroize::Zeroizing;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
@@ -160,10 +161,6 @@ impl Row {
 struct Opened {
     row: Row,
     key: PrivateKey,
-}
-
-fn seconds(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX / 4)
 }
 
 fn naive(unix: i64) -> NaiveDateTime {
@@ -324,15 +321,15 @@ impl SharedKeys {
             legacy_key,
             algorithm: config.jwt_algorithm,
             rsa_bits: config.rsa_key_size,
-            period: seconds(shared.key_rotation_period),
+            period: saturating_seconds(shared.key_rotation_period),
             // A replica signs only within a key's window, so the next key must be stored
             // (and loaded by every replica) before the current one retires: at least two
             // refresh intervals ahead, whatever KEY_ROTATION_PREPUBLISH says.
-            prepublish: seconds(shared.key_rotation_prepublish)
-                .max(seconds(shared.key_refresh_interval.max(1)).saturating_mul(2)),
-            retention: seconds(config.jwt_lease_time)
-                .saturating_add(seconds(config.jwt_leeway))
-                .saturating_add(seconds(shared.key_refresh_interval)),
+            prepublish: saturating_seconds(shared.key_rotation_prepublish)
+                .max(saturating_seconds(shared.key_refresh_interval.max(1)).saturating_mul(2)),
+            retention: saturating_seconds(config.jwt_lease_time)
+                .saturating_add(saturating_seconds(config.jwt_leeway))
+                .saturating_add(saturating_seconds(shared.key_refresh_interval)),
             refresh_interval: Duration::from_secs(shared.key_refresh_interval.max(1)),
         })
     }
