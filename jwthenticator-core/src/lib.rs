@@ -6,6 +6,11 @@
 //! write again lives here too: the RFC 6750 [`BearerChallenge`], the server's [`routes`], base
 //! URLs and [`redact_url`], and the clock ([`now_unix`]).
 //!
+//! Configurable types follow the convention of all the JWThenticator crates: consuming
+//! `with_*` setters, on a `Type::builder()` finished by `build()` where the whole
+//! configuration is checked ([`Verifier::builder`]), or on the value itself where there is
+//! nothing to check ([`BearerChallenge`]).
+//!
 //! This crate does no I/O. With the `openapi` feature the wire types also derive
 //! `poem_openapi::Object`, so the server's OpenAPI document is generated from these very structs
 //! and a client built on them cannot drift from the server.

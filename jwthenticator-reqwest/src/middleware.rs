@@ -21,7 +21,8 @@ use crate::{ConfigError, REDACTED};
 pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(60);
 
 /// The deadline of one call to the server, unless set with
-/// [`with_call_timeout`](JwtAuthMiddlewareBuilder::with_call_timeout).
+/// [`JwtAuthMiddlewareBuilder::with_call_timeout`] or
+/// [`AdminClientBuilder::with_call_timeout`](crate::AdminClientBuilder::with_call_timeout).
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A [`reqwest_middleware::Middleware`] that authenticates requests with a JWT from a
@@ -63,7 +64,7 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// use reqwest_middleware::ClientBuilder;
 ///
 /// # async fn run(identifier: uuid::Uuid) -> Result<(), Box<dyn std::error::Error>> {
-/// let auth = JwtAuthMiddleware::new("https://auth.example.com/", identifier)
+/// let auth = JwtAuthMiddleware::builder("https://auth.example.com/", identifier)
 ///     .with_key("the-secret-key")
 ///     .with_allowed_hosts(["api.example.com"])
 ///     .with_token_listener(|tokens| {
@@ -108,11 +109,7 @@ impl JwtAuthMiddleware {
     /// [`with_refresh_token`](JwtAuthMiddlewareBuilder::with_refresh_token) or
     /// [`with_jwt`](JwtAuthMiddlewareBuilder::with_jwt), then
     /// [`build`](JwtAuthMiddlewareBuilder::build).
-    #[expect(
-        clippy::new_ret_no_self,
-        reason = "the documented entry point is `JwtAuthMiddleware::new(..).with_key(..).build()`"
-    )]
-    pub fn new(server_url: impl Into<String>, identifier: Uuid) -> JwtAuthMiddlewareBuilder {
+    pub fn builder(server_url: impl Into<String>, identifier: Uuid) -> JwtAuthMiddlewareBuilder {
         JwtAuthMiddlewareBuilder {
             server_url: server_url.into(),
             identifier,
@@ -188,7 +185,7 @@ impl fmt::Debug for JwtAuthMiddleware {
     }
 }
 
-/// Configures a [`JwtAuthMiddleware`]; made by [`JwtAuthMiddleware::new`].
+/// Configures a [`JwtAuthMiddleware`]; made by [`JwtAuthMiddleware::builder`].
 ///
 /// `Debug` shows which credentials are set, never their values.
 #[must_use]

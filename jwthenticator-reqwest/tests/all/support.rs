@@ -73,7 +73,7 @@ impl Setup {
 
     /// [`Setup::middleware`] without credentials.
     pub(crate) fn middleware_without_key(&self) -> JwtAuthMiddlewareBuilder {
-        JwtAuthMiddleware::new(self.server.url(), self.identifier)
+        JwtAuthMiddleware::builder(self.server.url(), self.identifier)
             .with_http_client(http_client_builder())
             .with_allowed_hosts([self.target.addr().to_string()])
     }
