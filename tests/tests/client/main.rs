@@ -266,11 +266,7 @@ async fn third_party() -> (String, Arc<Mutex<Vec<Option<String>>>>) {
             "ok"
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let address = jwthenticator_test_support::serve(app);
     (format!("http://localhost:{}", address.port()), seen)
 }
 

@@ -43,12 +43,7 @@ async fn jwks_kids(client: &reqwest::Client, base: &str) -> BTreeSet<String> {
 }
 
 async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{address}")
+    format!("http://{}", jwthenticator_test_support::serve(app))
 }
 
 #[tokio::test]
