@@ -242,6 +242,12 @@ impl ChildProcess {
         );
     }
 
+    /// [`ChildProcess::wait_until_ready`] for a 2xx answer, the usual health check.
+    pub async fn wait_until_healthy(&mut self, url: &str, within: Duration) {
+        self.wait_until_ready(url, within, |status| status.is_success())
+            .await;
+    }
+
     /// Sends SIGTERM and waits up to `within` for the process to end, then kills it; returns
     /// whether it exited by itself, successfully.
     pub async fn terminate(&mut self, within: Duration) -> bool {

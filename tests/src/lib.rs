@@ -128,9 +128,7 @@ impl TestServerBuilder {
         let health = server.url(&self.health_path);
         server
             .process
-            .wait_until_ready(&health, Duration::from_secs(30), |status| {
-                status.is_success()
-            })
+            .wait_until_healthy(&health, Duration::from_secs(30))
             .await;
         server
     }

@@ -70,9 +70,7 @@ impl OriginalServer {
         let health = server.url("/health");
         server
             .process
-            .wait_until_ready(&health, Duration::from_secs(60), |status| {
-                status.is_success()
-            })
+            .wait_until_healthy(&health, Duration::from_secs(60))
             .await;
         server
     }
