@@ -13,6 +13,7 @@ use clap::Parser;
 use jwthenticator_core::Claims;
 use jwthenticator_server::Config;
 use jwthenticator_server::keys::MissingKeyFiles;
+use jwthenticator_server::keys::source::LocalKeys;
 use uuid::Uuid;
 
 /// Writes the JWKS of the key in `private_key` (a PEM file, as `RSA_PRIVATE_KEY_PATH` takes it)
@@ -29,7 +30,8 @@ pub(crate) fn run(
         "--rsa-private-key-path".as_ref(),
         private_key.as_os_str(),
     ])?;
-    let keys = jwthenticator_server::keys::load(&config, None, MissingKeyFiles::Refuse)
+    let keys = LocalKeys::Configured(MissingKeyFiles::Refuse)
+        .key_set(&config)
         .with_context(|| format!("loading {}", private_key.display()))?;
     let signer = keys.signer().context("the key file holds no private key")?;
     fs::write(jwks_out, serde_json::to_vec(keys.jwks())?)

@@ -40,6 +40,7 @@ mod claims;
 mod host;
 mod json_error;
 mod jwks;
+mod public_key;
 pub mod routes;
 mod server_url;
 mod time;
@@ -54,6 +55,9 @@ pub use host::is_loopback_host;
 pub use json_error::describe_json_error;
 pub use jsonwebtoken::Algorithm;
 pub use jwks::{Jwk, Jwks, kid_of_spki};
+pub use public_key::{
+    KeyType, PublicKey, PublicKeyError, SIGNING_ALGORITHMS, algorithm_name, parse_signing_algorithm,
+};
 pub use server_url::{BaseUrlError, base_url, redact_url, route_url};
 pub use time::{MAX_SECONDS, now_unix, saturating_seconds};
 pub use token_cache::{TokenCache, TokenHash};

@@ -330,7 +330,7 @@ impl InternalApi {
                 ))));
             }
         };
-        let expires_at = Utc::now() + Duration::seconds(saturating_seconds(state.key_expiry));
+        let expires_at = Utc::now() + Duration::seconds(saturating_seconds(state.issue.key_expiry));
         let registration = state
             .store
             .register_key(&hashes, body.identifier, expires_at)

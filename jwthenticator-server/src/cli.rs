@@ -14,7 +14,8 @@ use uuid::Uuid;
 
 use crate::config::{Config, Database};
 use crate::key_hash::KeyHasher;
-use crate::keys::{KeyType, MissingKeyFiles, PrivateKey};
+use crate::keys::source::LocalKeys;
+use crate::keys::{KeySource, MissingKeyFiles, PrivateKey, SharedKeys};
 use crate::store::{self, KeySelector, Registration, Store};
 
 /// `jwthenticator-server [OPTIONS] [COMMAND]`: every option is also an environment variable.
@@ -43,7 +44,7 @@ pub enum Command {
     /// Write a new signing key pair as PEM files (the private one readable by its owner only).
     Keygen {
         /// RS256, RS384, RS512, PS256, PS384, PS512, ES256 or EdDSA.
-        #[arg(long, default_value = "RS256", value_parser = parse_algorithm)]
+        #[arg(long, default_value = "RS256", value_parser = jwthenticator_core::parse_signing_algorithm)]
         algorithm: Algorithm,
         /// RSA key size in bits (2048, 3072, 4096).
         #[arg(long, default_value_t = 2048)]
@@ -98,18 +99,11 @@ pub enum SpecFormat {
     Json,
 }
 
-fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
-    name.parse::<Algorithm>()
-        .ok()
-        .filter(|alg| KeyType::for_algorithm(*alg).is_some())
-        .ok_or_else(|| format!("`{name}` is not a signing algorithm (RS256, ..., ES256, EdDSA)"))
-}
-
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = cli.config;
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => crate::run(config).await.map(|()| ExitCode::SUCCESS),
+        Command::Serve => crate::app::run(config).await.map(|()| ExitCode::SUCCESS),
         Command::Keygen {
             algorithm,
             bits,
@@ -169,7 +163,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             report(spec.trim_end())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::CheckConfig => check_config(&config),
+        Command::CheckConfig => check_config(&config).await,
         Command::Healthcheck => healthcheck(&config).await,
     }
 }
@@ -243,19 +237,10 @@ fn keygen(
     Ok(ExitCode::SUCCESS)
 }
 
-fn check_config(config: &Config) -> anyhow::Result<ExitCode> {
+async fn check_config(config: &Config) -> anyhow::Result<ExitCode> {
     report(&format!("{config:#?}"))?;
     let mut problems = Vec::new();
     let database = config.database();
-    let embedded_key = match &database {
-        Ok(Database::Sqlite {
-            file: Some(file), ..
-        }) => Some(crate::embedded_key_path(file)),
-        _ => None,
-    };
-    let missing_files = database
-        .as_ref()
-        .map_or(MissingKeyFiles::Generate, MissingKeyFiles::for_database);
     match &database {
         Ok(Database::Postgres {
             url,
@@ -288,55 +273,10 @@ fn check_config(config: &Config) -> anyhow::Result<ExitCode> {
             Err(err) => problems.push(format!("key hashes: {err:#}")),
         }
     }
-    let missing: Vec<&Path> = [
-        &config.rsa_private_key_path,
-        &config.rsa_public_key_path,
-        &config.jwt_private_key_path,
-        &config.jwt_public_key_path,
-    ]
-    .into_iter()
-    .flatten()
-    .filter(|path| !path.as_os_str().is_empty() && !path.exists())
-    .map(PathBuf::as_path)
-    .collect();
-    let private_missing = [&config.rsa_private_key_path, &config.jwt_private_key_path]
-        .into_iter()
-        .flatten()
-        .any(|path| missing.contains(&path.as_path()));
-    let key_configured = config.key_configured();
-    if let Some(path) = embedded_key
-        .as_deref()
-        .filter(|p| !key_configured && !p.exists())
-    {
-        report(&format!(
-            "keys: none configured; a key will be generated at start and kept in {}",
-            path.display()
-        ))?;
-    } else if missing.is_empty() || (private_missing && missing_files == MissingKeyFiles::Refuse) {
-        // With no file to create (or a missing private key file that is refused before any
-        // other is written), loading has no side effect.
-        let existing_embedded_key = embedded_key.as_deref().filter(|p| p.exists());
-        match crate::keys::load(config, existing_embedded_key, missing_files) {
-            Ok(keys) => report(&format!(
-                "keys: {} published, {}",
-                keys.jwks().keys.len(),
-                match keys.signer() {
-                    Some(signer) => format!(
-                        "signing with kid {} ({:?})",
-                        signer.kid(),
-                        signer.algorithm()
-                    ),
-                    None => "validate-only (no private key)".to_owned(),
-                }
-            ))?,
-            Err(err) => problems.push(format!("keys: {err}")),
-        }
-    } else {
-        for path in missing {
-            report(&format!(
-                "keys: {} does not exist and will be generated at start",
-                path.display()
-            ))?;
+    if let Ok(database) = &database {
+        match check_keys(config, database).await {
+            Ok(line) => report(&format!("keys: {line}"))?,
+            Err(err) => problems.push(format!("keys: {err:#}")),
         }
     }
     if problems.is_empty() {
@@ -347,6 +287,88 @@ fn check_config(config: &Config) -> anyhow::Result<ExitCode> {
         report(&format!("error: {problem}"))?;
     }
     Ok(ExitCode::FAILURE)
+}
+
+/// What `check-config` says of the keys: where they come from, as the server decides it at
+/// start ([`KeySource`]), and the `kid` it will sign with where that is known without side
+/// effects (a key file that would be generated is not; a key of the process is not).
+async fn check_keys(config: &Config, database: &Database) -> anyhow::Result<String> {
+    let source = KeySource::from_config(config, database);
+    let local = match &source {
+        KeySource::Shared(secret) => {
+            let store = open_store(config).await?;
+            let report = SharedKeys::inspect(store.as_ref(), secret).await?;
+            let secret = if report.secret_checked {
+                "KEY_ENCRYPTION_SECRET matches the stored keys"
+            } else {
+                "no keys sealed yet"
+            };
+            return Ok(match report.signing {
+                Some(row) => format!(
+                    "{source}; signing with kid {} ({}) until {}, {} stored; {secret}",
+                    row.kid,
+                    row.algorithm,
+                    row.retires_at.and_utc(),
+                    report.stored
+                ),
+                None => format!(
+                    "{source}; none signs now, the first replica to start creates one; {secret}"
+                ),
+            });
+        }
+        KeySource::Local(local) => local,
+    };
+    let generated = match local {
+        LocalKeys::Ephemeral => return Ok(source.to_string()),
+        LocalKeys::Embedded(path) if !path.exists() => vec![path.clone()],
+        LocalKeys::Embedded(_) => Vec::new(),
+        LocalKeys::Configured(missing_files) => {
+            let paths = [
+                &config.rsa_private_key_path,
+                &config.rsa_public_key_path,
+                &config.jwt_private_key_path,
+                &config.jwt_public_key_path,
+            ];
+            let missing: Vec<PathBuf> = paths
+                .into_iter()
+                .flatten()
+                .filter(|path| !path.as_os_str().is_empty() && !path.exists())
+                .cloned()
+                .collect();
+            let private_missing = [&config.rsa_private_key_path, &config.jwt_private_key_path]
+                .into_iter()
+                .flatten()
+                .any(|path| missing.contains(path));
+            // A missing private key file that is refused is reported by loading, which refuses
+            // it before anything is written.
+            if private_missing && *missing_files == MissingKeyFiles::Refuse {
+                Vec::new()
+            } else {
+                missing
+            }
+        }
+    };
+    if !generated.is_empty() {
+        let paths: Vec<String> = generated.iter().map(|p| p.display().to_string()).collect();
+        return Ok(format!(
+            "{source}; {} does not exist and will be generated at start",
+            paths.join(", ")
+        ));
+    }
+    // Nothing to create, so loading has no side effect.
+    let keys = local.key_set(config)?;
+    Ok(format!(
+        "{source}; {} published, {}",
+        keys.jwks().keys.len(),
+        match keys.signer() {
+            Some(signer) => format!(
+                "signing with kid {} ({})",
+                signer.kid(),
+                jwthenticator_core::algorithm_name(signer.algorithm())
+            ),
+            None => "validate-only (no private key)".to_owned(),
+        }
+    ))
 }
 
 async fn healthcheck(config: &Config) -> anyhow::Result<ExitCode> {

@@ -20,36 +20,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use aws_lc_rs::hmac;
-use clap::Args;
-use clap::builder::BoolishValueParser;
 use rsa::pkcs8::der::zeroize::Zeroizing;
 
-use crate::config::{Database, Secret};
+use crate::config::{Database, KeyHashConfig, Secret};
 use crate::store::{HashScheme, KeyHashes, Store, hash_secret};
-
-/// How registered keys are hashed, and which keys may be registered.
-#[derive(Debug, Clone, Args)]
-pub struct KeyHashConfig {
-    /// Secret of the keyed hash (HMAC-SHA-512) that registered keys are stored under: at least
-    /// 32 random characters (e.g. `openssl rand -base64 48`), the same on every replica, kept
-    /// out of the database. Changing it makes every key registered under it unusable. Required
-    /// on PostgreSQL (or LEGACY_KEY_HASHES=true); on embedded SQLite one is generated beside
-    /// the database file when unset.
-    #[arg(long, env = "KEY_HASH_SECRET", hide_env_values = true)]
-    pub key_hash_secret: Option<Secret>,
-
-    /// Store new keys as the original did, as unkeyed SHA-512, which a stolen copy of the
-    /// database gives up to guessing: for a PostgreSQL deployment that cannot set
-    /// KEY_HASH_SECRET yet (a warning at start).
-    #[arg(long, env = "LEGACY_KEY_HASHES", value_parser = BoolishValueParser::new(),
-          default_value = "false", num_args = 0..=1, default_missing_value = "true")]
-    pub legacy_key_hashes: bool,
-
-    /// Shortest key that `/register_key` and `register-key` accept, in characters (0: any).
-    /// Keys registered before keep authenticating.
-    #[arg(long, env = "MIN_KEY_LENGTH", default_value_t = 16)]
-    pub min_key_length: usize,
-}
 
 /// The shortest `KEY_HASH_SECRET` accepted.
 const MIN_SECRET_CHARS: usize = 32;
@@ -117,14 +91,10 @@ impl KeyHashConfig {
                  48`), the same on every replica; or set LEGACY_KEY_HASHES=true to store new \
                  keys as the original's unkeyed SHA-512"
             ),
-            (
-                None,
-                false,
-                Database::Sqlite {
-                    file: Some(file), ..
-                },
-            ) => SecretSource::Embedded(crate::beside_database(file, ".key-hash-secret")),
-            (None, false, Database::Sqlite { file: None, .. }) => SecretSource::Ephemeral,
+            (None, false, Database::Sqlite { .. }) => match database.beside(".key-hash-secret") {
+                Some(path) => SecretSource::Embedded(path),
+                None => SecretSource::Ephemeral,
+            },
         })
     }
 }

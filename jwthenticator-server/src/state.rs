@@ -2,90 +2,48 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use chrono::Utc;
-use jwthenticator_core::{Audience, Claims, TokenCache, Verifier, VerifyError};
+use jwthenticator_core::{Audience, Claims};
 use uuid::Uuid;
 
-use crate::config::Config;
+use crate::config::{Config, SecurityConfig};
 use crate::error::ApiError;
 use crate::key_hash::KeyHasher;
-use crate::keys::KeySet;
-use crate::security::{ClientAddress, FailureLimiter, SecurityConfig};
+use crate::keys::ActiveKeys;
+use crate::security::{ClientAddress, FailureLimiter};
 use crate::store::Store;
 
-/// The keys in use and the verifier over them, replaced as a whole when keys rotate.
-#[derive(Debug)]
-pub struct ActiveKeys {
-    set: KeySet,
-    verifier: Verifier,
-    /// The JWKS as `/jwks` serves it, serialized once rather than per request.
-    jwks_json: bytes::Bytes,
-    /// Tokens this verifier accepted, until their `exp`: gateways present the same token on
-    /// every request of a client. New keys come with an empty cache.
-    validated: Option<TokenCache<()>>,
-    signing_key_created: SystemTime,
+/// The lifetimes and claims the server issues with, derived once from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueSettings {
+    /// `KEY_EXPIRY`: seconds a registered key lives.
+    pub key_expiry: u64,
+    /// `REFRESH_TOKEN_EXPIRY`: seconds a refresh token family lives.
+    pub refresh_token_expiry: u64,
+    /// `JWT_LEASE_TIME`: seconds a JWT lives.
+    pub jwt_lease_time: u64,
+    /// `JWT_AUDIENCE`, written to `aud`.
+    pub audience: Option<Audience>,
+    /// `JWT_ISSUER` when non-empty, written to `iss`.
+    pub issuer: Option<String>,
 }
 
-impl ActiveKeys {
-    /// Keys and a verifier over them as the configuration says (audience, issuer, leeway).
-    pub fn new(config: &Config, set: KeySet, signing_key_created: SystemTime) -> Self {
+impl IssueSettings {
+    /// The settings `config` gives.
+    pub fn from_config(config: &Config) -> Self {
         Self {
-            verifier: set.verifier(config),
-            // The bytes `Json<Jwks>` would write (poem-openapi's JSON value: sorted members);
-            // strings and lists only, so serializing cannot fail.
-            jwks_json: serde_json::to_vec(&poem_openapi::types::ToJSON::to_json(set.jwks()))
-                .unwrap_or_default()
-                .into(),
-            validated: (config.validation_cache_size > 0)
-                .then(|| TokenCache::new(config.validation_cache_size)),
-            set,
-            signing_key_created,
+            key_expiry: config.key_expiry,
+            refresh_token_expiry: config.refresh_token_expiry,
+            jwt_lease_time: config.jwt_lease_time,
+            audience: (!config.jwt_audience.is_empty())
+                .then(|| Audience(config.jwt_audience.clone())),
+            issuer: config
+                .jwt_issuer
+                .clone()
+                .filter(|issuer| !issuer.is_empty()),
         }
-    }
-
-    /// Whether `token` is valid now, as [`Verifier::verify`] decides: a token is verified by the
-    /// one path, with the claims type of the server's tokens, whether or not there is a cache;
-    /// the cache only remembers that a token passed, until its `exp`, so its size changes no
-    /// answer.
-    pub fn validate(&self, token: &str) -> Result<(), VerifyError> {
-        let now = Utc::now().timestamp();
-        let cache = self.validated.as_ref();
-        self.verifier
-            .verify_cached_at(token, now, cache, 0, |_: Claims| ())
-    }
-
-    /// The signer and the published keys.
-    pub fn set(&self) -> &KeySet {
-        &self.set
-    }
-
-    /// The signer, or `None` when the server only validates.
-    pub fn signer(&self) -> Option<&crate::keys::Signer> {
-        self.set.signer()
-    }
-
-    /// The public keys as published at `/jwks`.
-    pub fn jwks(&self) -> &jwthenticator_core::Jwks {
-        self.set.jwks()
-    }
-
-    /// The JWKS serialized as JSON, as `/jwks` serves it.
-    pub fn jwks_json(&self) -> &bytes::Bytes {
-        &self.jwks_json
-    }
-
-    /// The verifier behind `/validate` and `/validate_request`.
-    pub fn verifier(&self) -> &Verifier {
-        &self.verifier
-    }
-
-    /// When the signing key was made (its file's modification time, its row's creation) or
-    /// else loaded.
-    pub fn signing_key_created(&self) -> SystemTime {
-        self.signing_key_created
     }
 }
 
@@ -94,11 +52,7 @@ pub struct AppState {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) key_hasher: KeyHasher,
     keys: ArcSwap<ActiveKeys>,
-    pub(crate) key_expiry: u64,
-    pub(crate) refresh_token_expiry: u64,
-    pub(crate) jwt_lease_time: u64,
-    pub(crate) audience: Option<Audience>,
-    pub(crate) issuer: Option<String>,
+    pub(crate) issue: IssueSettings,
     pub(crate) security: SecurityConfig,
     pub(crate) limiter: FailureLimiter,
     pub(crate) client_address: ClientAddress,
@@ -114,10 +68,11 @@ impl fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// State over an opened store (whose keys `key_hasher` hashes) and loaded keys, with the
-    /// configured lifetimes.
+    /// State from its parts: issue and security settings, an opened store (whose keys
+    /// `key_hasher` hashes) and the keys in use.
     pub fn new(
-        config: &Config,
+        issue: IssueSettings,
+        security: SecurityConfig,
         store: Arc<dyn Store>,
         key_hasher: KeyHasher,
         keys: ActiveKeys,
@@ -126,15 +81,10 @@ impl AppState {
             store,
             key_hasher,
             keys: ArcSwap::from_pointee(keys),
-            key_expiry: config.key_expiry,
-            refresh_token_expiry: config.refresh_token_expiry,
-            jwt_lease_time: config.jwt_lease_time,
-            audience: (!config.jwt_audience.is_empty())
-                .then(|| Audience(config.jwt_audience.clone())),
-            issuer: crate::keys::issuer(config).map(str::to_owned),
-            security: config.security.clone(),
-            limiter: FailureLimiter::new(&config.security),
-            client_address: ClientAddress::new(&config.security),
+            issue,
+            limiter: FailureLimiter::new(&security),
+            client_address: ClientAddress::new(&security),
+            security,
         }
     }
 
@@ -179,9 +129,9 @@ impl AppState {
             token_id: Uuid::new_v4(),
             identifier,
             iat: now,
-            exp: now.saturating_add(i64::try_from(self.jwt_lease_time).unwrap_or(i64::MAX)),
-            aud: self.audience.clone(),
-            iss: self.issuer.clone(),
+            exp: now.saturating_add(i64::try_from(self.issue.jwt_lease_time).unwrap_or(i64::MAX)),
+            aud: self.issue.audience.clone(),
+            iss: self.issue.issuer.clone(),
             nbf: None,
             extra: serde_json::Map::new(),
         };

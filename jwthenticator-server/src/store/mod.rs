@@ -16,9 +16,11 @@ use crate::config::Database;
 
 mod batch;
 mod postgres;
+mod signing_keys;
 mod sqlite;
 
 pub use postgres::PostgresStore;
+pub use signing_keys::{SigningKeyMaintenance, SigningKeyRow};
 pub use sqlite::SqliteStore;
 
 /// The SHA-512 hex digest: how refresh tokens are stored, and keys by the original (and with
@@ -267,6 +269,9 @@ pub enum StoreError {
     /// Migrations failed at start.
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// An operation this backend does not have.
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -367,6 +372,14 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Stores a setting unless one of that name exists; returns the stored value, so that
     /// concurrent replicas agree on the first one written.
     async fn insert_setting(&self, name: &str, value: &str) -> Result<String, StoreError>;
+
+    /// The signing keys shared through the database, the earliest activation first
+    /// (PostgreSQL only), read without the maintenance lock.
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>, StoreError>;
+
+    /// Begins a maintenance of the shared signing keys, under the lock that serialises the
+    /// replicas' maintenances (PostgreSQL only).
+    async fn lock_signing_keys(&self) -> Result<Box<dyn SigningKeyMaintenance>, StoreError>;
 
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -484,6 +497,14 @@ impl Store for Timed {
 
     async fn insert_setting(&self, name: &str, value: &str) -> Result<String, StoreError> {
         timed("insert_setting", self.0.insert_setting(name, value)).await
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>, StoreError> {
+        timed("signing_keys", self.0.signing_keys()).await
+    }
+
+    async fn lock_signing_keys(&self) -> Result<Box<dyn SigningKeyMaintenance>, StoreError> {
+        timed("lock_signing_keys", self.0.lock_signing_keys()).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -11,6 +11,7 @@ use sqlx::{ConnectOptions, Connection};
 use uuid::Uuid;
 
 use super::batch::Batcher;
+use super::signing_keys::{self, SigningKeyMaintenance, SigningKeyRow};
 use super::{
     KeyHashes, KeyRecord, KeySelector, KeySummary, NewRefreshToken, PoolStatus, RefreshTokenRecord,
     Registration, Revoked, Store, StoreError, best_match, registration,
@@ -597,6 +598,14 @@ impl Store for PostgresStore {
                 .fetch_one(&self.pool)
                 .await?,
         )
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>, StoreError> {
+        signing_keys::all(&self.pool).await
+    }
+
+    async fn lock_signing_keys(&self) -> Result<Box<dyn SigningKeyMaintenance>, StoreError> {
+        signing_keys::lock(&self.pool).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -18,6 +18,10 @@ use super::{
     KeyHashes, KeyRecord, KeySelector, KeySummary, NewRefreshToken, PoolStatus, RefreshTokenRecord,
     Registration, Revoked, Store, StoreError, best_match, registration,
 };
+use super::{SigningKeyMaintenance, SigningKeyRow};
+
+/// The embedded database keeps its signing key in a file beside it.
+const SHARED_KEYS_NEED_POSTGRES: &str = "signing keys are shared through PostgreSQL only";
 
 fn from_unix(seconds: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(seconds, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
@@ -427,6 +431,14 @@ impl Store for SqliteStore {
                 .fetch_one(&self.pool)
                 .await?,
         )
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>, StoreError> {
+        Err(StoreError::Unsupported(SHARED_KEYS_NEED_POSTGRES))
+    }
+
+    async fn lock_signing_keys(&self) -> Result<Box<dyn SigningKeyMaintenance>, StoreError> {
+        Err(StoreError::Unsupported(SHARED_KEYS_NEED_POSTGRES))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

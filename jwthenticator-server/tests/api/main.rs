@@ -2,6 +2,7 @@
 
 #[macro_use]
 mod support;
+mod architecture;
 mod attacks;
 mod hostile_tokens;
 mod key_storage;

@@ -88,7 +88,12 @@ impl Served {
     /// Serves an app with `args` on 127.0.0.1 (a free port) on a fresh database.
     pub(crate) async fn start(backend: Backend, args: &[&str]) -> Self {
         let database = Database::new(backend).await;
-        let app = App::new(&config(&database.url, args))
+        let args: Vec<&str> = ["--shutdown-timeout", "1"]
+            .iter()
+            .chain(args)
+            .copied()
+            .collect();
+        let app = App::new(&config(&database.url, &args))
             .await
             .expect("app starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -96,13 +101,9 @@ impl Served {
             .expect("bind loopback");
         let address = listener.local_addr().expect("address");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(app.serve_until(
-            listener,
-            async move {
-                let _ = stopped.await;
-            },
-            std::time::Duration::from_secs(1),
-        ));
+        tokio::spawn(app.serve_until(listener, async move {
+            let _ = stopped.await;
+        }));
         Self {
             address,
             stop: Some(stop),
@@ -131,7 +132,12 @@ impl TestApp {
 
     pub(crate) async fn on(database: Database, args: &[&str]) -> Self {
         install_log_capture();
-        let app = App::new(&config(&database.url, args))
+        let args: Vec<&str> = ["--shutdown-timeout", "1"]
+            .iter()
+            .chain(args)
+            .copied()
+            .collect();
+        let app = App::new(&config(&database.url, &args))
             .await
             .expect("app starts");
         let client = TestClient::new(app.endpoint());

@@ -1,43 +1,15 @@
 //! Configuration: the Python original's environment variables, each also a `--flag`.
+//!
+//! The bottom of the server's module graph: the clap structs and the small types they are made
+//! of, importing nothing else of the server. Each module above derives the typed settings it
+//! needs from [`Config`] once (`VerifierSettings::from_config`, `IssueSettings::from_config`,
+//! ...), so no module but the one that owns a setting reads it.
 
-use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use clap::Parser;
 use clap::builder::BoolishValueParser;
 use jwthenticator_core::Algorithm;
-
-/// A configuration value that must never be printed: `Debug` and `Display` show `[redacted]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The secret value itself. Call only where the value is used, never to log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        Ok(Self(value.to_owned()))
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(value: &str) -> Self {
-        Self(value.to_owned())
-    }
-}
 
 /// Everything the server can be told. Every field is an environment variable of the Python
 /// original (or a new one) and a `--flag`; flags win over the environment.
@@ -79,7 +51,7 @@ pub struct Config {
     /// JWT signing algorithm: RS256, RS384, RS512, PS256, PS384, PS512 (RSA key), ES256 (EC
     /// P-256 key) or EdDSA (Ed25519 key). The signing key must be of that type; a generated
     /// one is.
-    #[arg(long, env = "JWT_ALGORITHM", default_value = "RS256", value_parser = parse_signing_algorithm)]
+    #[arg(long, env = "JWT_ALGORITHM", default_value = "RS256", value_parser = jwthenticator_core::parse_signing_algorithm)]
     pub jwt_algorithm: Algorithm,
 
     /// Lifetime of an issued JWT, in seconds (the original's default: 25 hours).
@@ -224,37 +196,25 @@ pub struct Config {
 
     /// Connection deadlines and limits.
     #[command(flatten)]
-    pub connections: crate::serve::ConnectionConfig,
+    pub connections: ConnectionConfig,
 
     /// Identifier binding, refresh-token rotation, failure limits and admin protection.
     #[command(flatten)]
-    pub security: crate::security::SecurityConfig,
+    pub security: SecurityConfig,
 
     /// Signing keys shared by the replicas through PostgreSQL, and their rotation.
     #[command(flatten)]
-    pub shared_keys: crate::shared_keys::SharedKeyConfig,
+    pub shared_keys: SharedKeyConfig,
 
     /// How registered keys are hashed, and the shortest key accepted.
     #[command(flatten)]
-    pub key_hashing: crate::key_hash::KeyHashConfig,
+    pub key_hashing: KeyHashConfig,
 }
 
 /// A key file path; unlike clap's path parser it takes an empty value, which means unset (as
 /// `RSA_PRIVATE_KEY_PATH=` or a trailing comma in a list does).
 fn key_path(value: &str) -> Result<PathBuf, std::convert::Infallible> {
     Ok(PathBuf::from(value))
-}
-
-fn parse_signing_algorithm(name: &str) -> Result<Algorithm, String> {
-    name.parse::<Algorithm>()
-        .ok()
-        .filter(|alg| crate::keys::KeyType::for_algorithm(*alg).is_some())
-        .ok_or_else(|| {
-            format!(
-                "`{name}` is not a supported signing algorithm (RS256, RS384, RS512, PS256, \
-                 PS384, PS512, ES256, EdDSA)"
-            )
-        })
 }
 
 /// How log lines are written.
@@ -266,138 +226,19 @@ pub enum LogFormat {
     Json,
 }
 
-/// A configuration that cannot work, with the variable to fix.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A database URL with a scheme other than sqlite or postgres.
-    #[error("unsupported database URL scheme `{0}`: use sqlite:// or postgres://")]
-    UnsupportedDatabase(String),
-    /// Any other invalid value.
-    #[error("{0}")]
-    Invalid(String),
-}
+mod connections;
+mod database;
+mod keys;
+mod secret;
+mod security;
 
-/// Where the data lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Database {
-    /// PostgreSQL at this URL.
-    Postgres {
-        /// `postgres://` URL.
-        url: Secret,
-        /// Create the database when it does not exist (the original's behaviour for `DB_*`).
-        create_if_missing: bool,
-    },
-    /// An SQLite database at this URL (`sqlite://file` or `sqlite::memory:`).
-    Sqlite {
-        /// `sqlite:` URL.
-        url: String,
-        /// The database file, when it is one (not in memory).
-        file: Option<PathBuf>,
-    },
-}
-
-fn non_empty<T: AsRef<str>>(value: &Option<T>) -> Option<&str> {
-    value.as_ref().map(AsRef::as_ref).filter(|v| !v.is_empty())
-}
-
-impl AsRef<str> for Secret {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-/// `postgresql+pg8000://u@h/db` → `postgres://u@h/db`; `None` for other schemes.
-fn normalize_postgres_url(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    let base = scheme.split('+').next().unwrap_or(scheme);
-    matches!(base, "postgres" | "postgresql").then(|| format!("postgres://{rest}"))
-}
-
-fn sqlite_database(url: &str) -> Database {
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or_default();
-    let path = path.split('?').next().unwrap_or_default();
-    let file = (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path));
-    Database::Sqlite {
-        url: url.to_owned(),
-        file,
-    }
-}
-
-fn percent_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+pub use connections::ConnectionConfig;
+pub use database::{ConfigError, Database};
+pub use keys::{KeyHashConfig, SharedKeyConfig};
+pub use secret::Secret;
+pub use security::{MIN_ADMIN_TOKEN_LEN, SecurityConfig};
 
 impl Config {
-    /// Picks the database: `DATABASE_URL`; else the original's `DB_URI`/`DB_*` (PostgreSQL,
-    /// created if missing); else an embedded SQLite file in `DATA_DIR`.
-    pub fn database(&self) -> Result<Database, ConfigError> {
-        if let Some(url) = non_empty(&self.database_url) {
-            if url.starts_with("sqlite:") {
-                return Ok(sqlite_database(url));
-            }
-            let url = normalize_postgres_url(url).ok_or_else(|| {
-                ConfigError::UnsupportedDatabase(
-                    url.split(':').next().unwrap_or_default().to_owned(),
-                )
-            })?;
-            return Ok(Database::Postgres {
-                url: Secret(url),
-                create_if_missing: false,
-            });
-        }
-        if let Some(uri) = non_empty(&self.db_uri) {
-            let url = normalize_postgres_url(uri).ok_or_else(|| {
-                ConfigError::UnsupportedDatabase(
-                    uri.split(':').next().unwrap_or_default().to_owned(),
-                )
-            })?;
-            return Ok(Database::Postgres {
-                url: Secret(url),
-                create_if_missing: true,
-            });
-        }
-        let parts = [
-            non_empty(&self.db_user),
-            non_empty(&self.db_pass),
-            non_empty(&self.db_host),
-            non_empty(&self.db_name),
-        ];
-        if parts.iter().any(Option::is_some) {
-            let [user, pass, host, name] = parts;
-            let user = percent_encode(user.unwrap_or("postgres"));
-            let credentials = match pass {
-                Some(pass) => format!("{user}:{}", percent_encode(pass)),
-                None => user,
-            };
-            let url = format!(
-                "postgres://{credentials}@{}/{}",
-                host.unwrap_or("localhost"),
-                percent_encode(name.unwrap_or("jwthenticator"))
-            );
-            return Ok(Database::Postgres {
-                url: Secret(url),
-                create_if_missing: true,
-            });
-        }
-        let file = self.data_dir.join("jwthenticator.db");
-        Ok(Database::Sqlite {
-            url: format!("sqlite://{}", file.display()),
-            file: Some(file),
-        })
-    }
-
     /// Whether a signing or verification key is configured (inline or as a file), as opposed
     /// to one the server generates or shares through the database.
     pub fn key_configured(&self) -> bool {
