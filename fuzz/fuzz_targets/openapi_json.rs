@@ -1,7 +1,7 @@
 //! JSON bodies into every request type the server accepts, read the way the server reads them:
-//! its `json_body` transform first deserialises the body with serde (refusing it with a 400
-//! naming the field), then poem-openapi's `Json<T>` reads the same bytes into a
-//! `serde_json::Value` and `ParseFromJSON` (with the length validators). Never a panic; a body
+//! its `JsonBody` extractor reads the body into a `serde_json::Value`, deserialises that with
+//! serde (refusing it with a 400 naming the field), then reads it with `ParseFromJSON` (with
+//! the length validators). Never a panic; a body
 //! both accept must mean the same value to both (the server and its Rust clients share these
 //! types), and must survive `ToJSON` and back.
 //!

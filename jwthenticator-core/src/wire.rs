@@ -71,6 +71,7 @@ pub struct TokenResponse {
     /// The signed JWT, to be sent as `Authorization: Bearer <jwt>`.
     pub jwt: String,
     /// A refresh token for `/refresh`, or `null` when none is issued.
+    #[cfg_attr(feature = "openapi", oai(nullable))]
     pub refresh_token: Option<String>,
 }
 
@@ -81,6 +82,7 @@ pub struct BoolResponse {
     /// The answer.
     pub result: bool,
     /// An optional explanation; `null` in every answer the original gives.
+    #[cfg_attr(feature = "openapi", oai(nullable))]
     pub message: Option<String>,
 }
 
@@ -178,6 +180,7 @@ pub struct KeyInfo {
     /// Expires at, seconds since the Unix epoch.
     pub expires_at: i64,
     /// Revoked at, seconds since the Unix epoch, or `null`.
+    #[cfg_attr(feature = "openapi", oai(nullable))]
     pub revoked_at: Option<i64>,
 }
 

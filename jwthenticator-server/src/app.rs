@@ -190,7 +190,7 @@ impl App {
             Route::new().nest(prefix, routes)
         };
         let validate_request = format!("{prefix}/validate_request");
-        let labels = RouteLabels::new(prefix, documented_paths());
+        let labels = RouteLabels::new(prefix, documented_operations());
         let guard = InternalGuard::new(
             internal_paths().map(|path| format!("{prefix}{path}")),
             InternalAccess::new(self.settings.admin_token.as_ref(), own_listener),
@@ -298,6 +298,7 @@ const VALIDATE_REQUEST_METHODS: &[poem::http::Method] = &[
     poem::http::Method::DELETE,
     poem::http::Method::HEAD,
     poem::http::Method::OPTIONS,
+    poem::http::Method::TRACE,
 ];
 
 /// Gateways may forward any method (`PROPFIND`, `TRACE`, ...) to `/validate_request`; it
@@ -328,12 +329,15 @@ fn mount<T: OpenApi + 'static>(service: OpenApiService<T, ()>) -> Route {
         .nest("/", service)
 }
 
-/// The path of every documented operation (both groups), without the prefix.
-fn documented_paths() -> impl Iterator<Item = String> {
+/// The path of every documented operation (both groups), without the prefix, with its methods.
+fn documented_operations() -> impl Iterator<Item = (String, Vec<poem::http::Method>)> {
     <(GeneralApi, ExternalApi, InternalApi) as OpenApi>::meta()
         .into_iter()
         .flat_map(|api| api.paths)
-        .map(|path| path.path)
+        .map(|path| {
+            let methods = path.operations.iter().map(|op| op.method.clone()).collect();
+            (path.path, methods)
+        })
 }
 
 /// The paths of the internal group, which one guard covers: every operation of `InternalApi`

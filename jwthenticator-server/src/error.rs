@@ -1,9 +1,14 @@
 //! Errors become JSON answers here, in one place; database text never reaches a client.
 
 use jwthenticator_core::ErrorResponse;
+use jwthenticator_core::describe_json_error;
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
-use poem_openapi::error::{ParseParamError, ParsePathError, ParseRequestPayloadError};
+use poem_openapi::ApiResponse;
+use poem_openapi::error::{ParseParamError, ParsePathError};
+use poem_openapi::payload::{Json, Payload};
+use poem_openapi::registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, Registry};
+use poem_openapi::types::Type;
 
 use crate::store::StoreError;
 
@@ -48,6 +53,96 @@ impl From<ApiError> for poem::Error {
     }
 }
 
+/// The JSON error answer `status` has in the spec.
+fn documented(status: u16, description: &'static str) -> MetaResponse {
+    MetaResponse {
+        description,
+        status: Some(status),
+        status_range: None,
+        content: vec![MetaMediaType {
+            content_type: <Json<ErrorResponse> as Payload>::CONTENT_TYPE,
+            schema: ErrorResponse::schema_ref(),
+        }],
+        headers: Vec::new(),
+    }
+}
+
+/// An operation that returns `Result<_, ApiError>` documents the answers an `ApiError` can be.
+impl ApiResponse for ApiError {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: vec![
+                documented(
+                    503,
+                    "The database is unavailable or the signing key is not loaded yet; retry \
+                     later.",
+                ),
+                documented(
+                    500,
+                    "An internal error; the details are in the server's log.",
+                ),
+            ],
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        ErrorResponse::register(registry);
+    }
+}
+
+/// How an operation of the internal group can fail: the admin guard's refusals, which
+/// `security::InternalGuard` answers before the operation runs and which are documented here so
+/// that every internal operation lists them, and an [`ApiError`].
+#[derive(Debug)]
+pub(crate) struct InternalApiError(ApiError);
+
+impl From<ApiError> for InternalApiError {
+    fn from(err: ApiError) -> Self {
+        Self(err)
+    }
+}
+
+impl From<StoreError> for InternalApiError {
+    fn from(err: StoreError) -> Self {
+        Self(err.into())
+    }
+}
+
+impl From<InternalApiError> for poem::Error {
+    fn from(err: InternalApiError) -> Self {
+        err.0.into()
+    }
+}
+
+impl ApiResponse for InternalApiError {
+    fn meta() -> MetaResponses {
+        let mut unauthorized = documented(
+            401,
+            "`ADMIN_TOKEN` is set and the request does not carry `Authorization: Bearer \
+             <ADMIN_TOKEN>`.",
+        );
+        unauthorized.headers.push(MetaHeader {
+            name: "WWW-Authenticate".to_owned(),
+            description: Some("`Bearer realm=\"jwthenticator-admin\"`".to_owned()),
+            required: true,
+            deprecated: false,
+            schema: String::schema_ref(),
+        });
+        let forbidden = documented(
+            403,
+            "A browser's cross-site request; or, without `ADMIN_TOKEN` (and `INTERNAL_PORT`), a \
+             request that is not from a loopback client or that came through a proxy.",
+        );
+        let mut responses = vec![unauthorized, forbidden];
+        responses.extend(ApiError::meta().responses);
+        MetaResponses { responses }
+    }
+
+    fn register(registry: &mut Registry) {
+        ApiError::register(registry);
+    }
+}
+
 pub(crate) fn json_response(status: StatusCode, body: ErrorResponse) -> Response {
     poem::web::Json(body).with_status(status).into_response()
 }
@@ -59,16 +154,16 @@ pub(crate) fn bad_request_body(err: &poem::Error) -> ErrorResponse {
     ErrorResponse::new("invalid_request", message)
 }
 
-/// What a client error says, to the client and to the log. poem-openapi's parse errors quote
-/// the input (`Expected input type "string", found "..."`), and the input may be a secret, so
-/// of those only the parameter and its type, or the field and the validator it failed, are kept.
+/// The body of a 413: the limit, from the error's own message.
+pub(crate) fn payload_too_large_body(err: &poem::Error) -> ErrorResponse {
+    tracing::info!(status = 413, "request rejected: body too large");
+    ErrorResponse::new("payload_too_large", err.to_string())
+}
+
+/// What a client error says, to the client and to the log. poem-openapi's parameter errors
+/// quote the input (`Expected input type "string", found "..."`), and the input may be a
+/// secret, so of those only the parameter and its type are kept.
 fn client_error_message(err: &poem::Error) -> String {
-    if let Some(err) = err.downcast_ref::<ParseRequestPayloadError>() {
-        return failed_validator(&err.reason).map_or_else(
-            || "the request body does not match the schema".to_owned(),
-            |(field, validator)| format!("field `{field}` verification failed. {validator}"),
-        );
-    }
     let parameter = match (
         err.downcast_ref::<ParseParamError>(),
         err.downcast_ref::<ParsePathError>(),
@@ -84,6 +179,31 @@ fn client_error_message(err: &poem::Error) -> String {
         };
     }
     err.to_string()
+}
+
+/// A body that is not JSON, or not one JSON document: serde_json's fixed wording and the
+/// position, never the text.
+pub(crate) fn invalid_body(err: &serde_json::Error) -> String {
+    format!("invalid JSON body: {}", describe_json_error(err))
+}
+
+/// A JSON body whose field has the wrong type or is missing: the field and the type it
+/// expects, never the value, which may be a secret sent in the wrong field.
+pub(crate) fn invalid_field(err: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let reason = describe_json_error(err.inner());
+    match err.path().to_string() {
+        path if path == "." => format!("invalid JSON body: {reason}"),
+        path => format!("field `{path}`: {reason}"),
+    }
+}
+
+/// A field that failed a validator of the schema (a length, say): the field and the validator.
+/// Any other reason poem-openapi gives may hold the input, so it is not repeated.
+pub(crate) fn failed_validation(reason: &str) -> String {
+    failed_validator(reason).map_or_else(
+        || "the request body does not match the schema".to_owned(),
+        |(field, validator)| format!("field `{field}`: expected {validator}"),
+    )
 }
 
 /// Whether a character may appear in a name poem-openapi derives from our own types.
@@ -146,16 +266,12 @@ mod tests {
     const SECRET: &str = "my-secret-key-value";
 
     #[test]
-    fn poem_openapi_parse_errors_keep_the_field_or_parameter_and_drop_the_input() {
-        let payload = |reason: String| {
-            client_error_message(&poem::Error::from(ParseRequestPayloadError { reason }))
-        };
+    fn parse_errors_keep_the_field_or_parameter_and_drop_the_input() {
         assert_eq!(
-            payload(
+            failed_validation(
                 r#"failed to parse "AuthRequest": field `key` verification failed. minLength(1)"#
-                    .to_owned()
             ),
-            "field `key` verification failed. minLength(1)"
+            "field `key`: expected minLength(1)"
         );
         for reason in [
             format!(r#"Expected input type "string", found "{SECRET}"."#),
@@ -164,8 +280,10 @@ mod tests {
             ),
             format!(r#"failed to parse "X": field `{SECRET}"` verification failed. minLength(1)"#),
         ] {
-            let message = payload(reason);
-            assert_eq!(message, "the request body does not match the schema");
+            assert_eq!(
+                failed_validation(&reason),
+                "the request body does not match the schema"
+            );
         }
 
         let parameter = |reason: String| {

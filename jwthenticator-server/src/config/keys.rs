@@ -28,6 +28,9 @@ pub struct SharedKeyConfig {
     pub key_refresh_interval: u64,
 }
 
+/// `MIN_KEY_LENGTH`'s default, which the spec states as `/register_key`'s minimum.
+pub const DEFAULT_MIN_KEY_LENGTH: usize = 16;
+
 /// How registered keys are hashed, and which keys may be registered.
 #[derive(Debug, Clone, Args)]
 pub struct KeyHashConfig {
@@ -48,6 +51,6 @@ pub struct KeyHashConfig {
 
     /// Shortest key that `/register_key` and `register-key` accept, in characters (0: any).
     /// Keys registered before keep authenticating.
-    #[arg(long, env = "MIN_KEY_LENGTH", default_value_t = 16)]
+    #[arg(long, env = "MIN_KEY_LENGTH", default_value_t = DEFAULT_MIN_KEY_LENGTH)]
     pub min_key_length: usize,
 }

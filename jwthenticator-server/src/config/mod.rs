@@ -234,7 +234,7 @@ mod security;
 
 pub use connections::ConnectionConfig;
 pub use database::{ConfigError, Database};
-pub use keys::{KeyHashConfig, SharedKeyConfig};
+pub use keys::{DEFAULT_MIN_KEY_LENGTH, KeyHashConfig, SharedKeyConfig};
 pub use secret::Secret;
 pub use security::{MIN_ADMIN_TOKEN_LEN, SecurityConfig};
 

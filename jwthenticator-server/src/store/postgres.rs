@@ -200,7 +200,26 @@ async fn revoke_keys_where(
     })
 }
 
-type KeyRow = (i64, Uuid, NaiveDateTime, Option<NaiveDateTime>);
+/// A row of `keys` as a lookup reads it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct KeyRow {
+    key_hash: String,
+    key_hash_scheme: String,
+    id: i64,
+    identifier: Uuid,
+    expires_at: NaiveDateTime,
+    revoked_at: Option<NaiveDateTime>,
+}
+
+/// A row of `keys` as `GET /keys` lists it.
+#[derive(sqlx::FromRow)]
+struct KeyListRow {
+    id: i64,
+    key_hash_scheme: String,
+    created: NaiveDateTime,
+    expires_at: NaiveDateTime,
+    revoked_at: Option<NaiveDateTime>,
+}
 
 /// The keys stored under these hashes, one answer per key (a key may come more than once):
 /// one statement looks up every key's current and legacy hash.
@@ -212,25 +231,16 @@ async fn find_keys(
         .iter()
         .flat_map(|key| std::iter::once(key.current.as_str()).chain(key.legacy.as_deref()))
         .collect();
-    let rows: Vec<(
-        String,
-        String,
-        i64,
-        Uuid,
-        NaiveDateTime,
-        Option<NaiveDateTime>,
-    )> = sqlx::query_as(
+    let rows: Vec<KeyRow> = sqlx::query_as(
         "SELECT key_hash, key_hash_scheme, id, identifier, expires_at, revoked_at FROM keys
              WHERE key_hash = ANY($1)",
     )
     .bind(&hashes)
     .fetch_all(&pool)
     .await?;
-    let found: std::collections::HashMap<String, (String, KeyRow)> = rows
+    let found: std::collections::HashMap<String, KeyRow> = rows
         .into_iter()
-        .map(|(hash, scheme, id, identifier, expires_at, revoked_at)| {
-            (hash, (scheme, (id, identifier, expires_at, revoked_at)))
-        })
+        .map(|row| (row.key_hash.clone(), row))
         .collect();
     Ok(keys
         .iter()
@@ -240,17 +250,15 @@ async fn find_keys(
                 .filter_map(|hash| {
                     found
                         .get(hash)
-                        .map(|(scheme, row)| (hash, scheme.as_str(), *row))
+                        .map(|row| (hash, row.key_hash_scheme.as_str(), row))
                 });
-            best_match(key, candidates).map(
-                |(key_hash_scheme, (id, identifier, expires_at, revoked_at))| KeyRecord {
-                    id,
-                    key_hash_scheme,
-                    identifier,
-                    expires_at: expires_at.and_utc(),
-                    revoked_at: revoked_at.map(|t| t.and_utc()),
-                },
-            )
+            best_match(key, candidates).map(|(key_hash_scheme, row)| KeyRecord {
+                id: row.id,
+                key_hash_scheme,
+                identifier: row.identifier,
+                expires_at: row.expires_at.and_utc(),
+                revoked_at: row.revoked_at.map(|t| t.and_utc()),
+            })
         })
         .collect())
 }
@@ -523,13 +531,7 @@ impl Store for PostgresStore {
     }
 
     async fn list_keys(&self, identifier: Uuid) -> Result<Vec<KeySummary>, StoreError> {
-        let rows: Vec<(
-            i64,
-            String,
-            NaiveDateTime,
-            NaiveDateTime,
-            Option<NaiveDateTime>,
-        )> = sqlx::query_as(
+        let rows: Vec<KeyListRow> = sqlx::query_as(
             "SELECT id, key_hash_scheme, created, expires_at, revoked_at FROM keys
              WHERE identifier = $1 ORDER BY id",
         )
@@ -538,16 +540,14 @@ impl Store for PostgresStore {
         .await?;
         Ok(rows
             .into_iter()
-            .map(
-                |(id, key_hash_scheme, created, expires_at, revoked_at)| KeySummary {
-                    id,
-                    key_hash_scheme,
-                    identifier,
-                    created: created.and_utc(),
-                    expires_at: expires_at.and_utc(),
-                    revoked_at: revoked_at.map(|t| t.and_utc()),
-                },
-            )
+            .map(|row| KeySummary {
+                id: row.id,
+                key_hash_scheme: row.key_hash_scheme,
+                identifier,
+                created: row.created.and_utc(),
+                expires_at: row.expires_at.and_utc(),
+                revoked_at: row.revoked_at.map(|t| t.and_utc()),
+            })
             .collect())
     }
 

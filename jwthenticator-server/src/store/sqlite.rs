@@ -82,6 +82,27 @@ fn protect(file: &Path) -> std::io::Result<()> {
 }
 
 /// A refresh token row with what refreshing needs of its key and family.
+/// A row of `keys` as a lookup reads it.
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    key_hash: String,
+    key_hash_scheme: String,
+    id: i64,
+    identifier: Uuid,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+}
+
+/// A row of `keys` as `GET /keys` lists it.
+#[derive(sqlx::FromRow)]
+struct KeyListRow {
+    id: i64,
+    key_hash_scheme: String,
+    created: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+}
+
 #[derive(sqlx::FromRow)]
 struct TokenRow {
     id: i64,
@@ -186,7 +207,7 @@ impl Store for SqliteStore {
     }
 
     async fn find_key(&self, key: &KeyHashes) -> Result<Option<KeyRecord>, StoreError> {
-        let rows: Vec<(String, String, i64, Uuid, i64, Option<i64>)> = sqlx::query_as(
+        let rows: Vec<KeyRow> = sqlx::query_as(
             "SELECT key_hash, key_hash_scheme, id, identifier, expires_at, revoked_at FROM keys
              WHERE key_hash IN (?1, ?2)",
         )
@@ -194,20 +215,18 @@ impl Store for SqliteStore {
         .bind(key.legacy_or_current())
         .fetch_all(&self.pool)
         .await?;
-        let rows =
-            rows.into_iter()
-                .map(|(hash, scheme, id, identifier, expires_at, revoked_at)| {
-                    (hash, scheme, (id, identifier, expires_at, revoked_at))
-                });
-        Ok(best_match(key, rows).map(
-            |(key_hash_scheme, (id, identifier, expires_at, revoked_at))| KeyRecord {
-                id,
+        let rows = rows
+            .iter()
+            .map(|row| (&row.key_hash, &row.key_hash_scheme, row));
+        Ok(
+            best_match(key, rows).map(|(key_hash_scheme, row)| KeyRecord {
+                id: row.id,
                 key_hash_scheme,
-                identifier,
-                expires_at: from_unix(expires_at),
-                revoked_at: revoked_at.map(from_unix),
-            },
-        ))
+                identifier: row.identifier,
+                expires_at: from_unix(row.expires_at),
+                revoked_at: row.revoked_at.map(from_unix),
+            }),
+        )
     }
 
     async fn upgrade_key_hash(&self, id: i64, key: &KeyHashes) -> Result<bool, StoreError> {
@@ -366,7 +385,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_keys(&self, identifier: Uuid) -> Result<Vec<KeySummary>, StoreError> {
-        let rows: Vec<(i64, String, i64, i64, Option<i64>)> = sqlx::query_as(
+        let rows: Vec<KeyListRow> = sqlx::query_as(
             "SELECT id, key_hash_scheme, created, expires_at, revoked_at FROM keys
              WHERE identifier = ?1 ORDER BY id",
         )
@@ -375,16 +394,14 @@ impl Store for SqliteStore {
         .await?;
         Ok(rows
             .into_iter()
-            .map(
-                |(id, key_hash_scheme, created, expires_at, revoked_at)| KeySummary {
-                    id,
-                    key_hash_scheme,
-                    identifier,
-                    created: from_unix(created),
-                    expires_at: from_unix(expires_at),
-                    revoked_at: revoked_at.map(from_unix),
-                },
-            )
+            .map(|row| KeySummary {
+                id: row.id,
+                key_hash_scheme: row.key_hash_scheme,
+                identifier,
+                created: from_unix(row.created),
+                expires_at: from_unix(row.expires_at),
+                revoked_at: row.revoked_at.map(from_unix),
+            })
             .collect())
     }
 

@@ -531,6 +531,18 @@ async fn unknown_routes_and_methods_answer_json(backend: Backend) {
     assert_eq!(body["error"], "not_found");
     let response = app.client.get("/authenticate").send().await;
     assert_eq!(response.0.status().as_u16(), 405);
+    assert_eq!(
+        response.0.headers().get("allow").map(|v| v.as_bytes()),
+        Some(&b"POST"[..]),
+        "a 405 says which methods the path answers (RFC 9110 15.5.6)"
+    );
+    let body: Value = response.json().await.value().deserialize();
+    assert_eq!(body["error"], "method_not_allowed");
+    let response = app.client.delete("/jwks").send().await;
+    assert_eq!(
+        response.0.headers().get("allow").map(|v| v.as_bytes()),
+        Some(&b"GET, HEAD"[..])
+    );
 }
 
 async fn refresh_tokens_and_keys_are_stored_only_as_hashes(backend: Backend) {

@@ -115,3 +115,86 @@ async fn a_value_of_the_wrong_type_is_never_echoed(backend: Backend) {
 }
 
 on_both_backends!(a_value_of_the_wrong_type_is_never_echoed);
+
+/// One body path: whatever is wrong with a body (not JSON, trailing data, a field missing or of
+/// the wrong type, a length the schema forbids), the answer is the operation's documented 400
+/// with the same error shape, and a message in one form that names the field; a body over the
+/// limit gets the documented 413 in the same shape.
+async fn every_body_refusal_has_one_shape(backend: Backend) {
+    let app = TestApp::with_args(backend, &["--max-body-size", "8192"]).await;
+    let identifier = Uuid::new_v4();
+    let raw = |body: String| {
+        app.client
+            .post("/authenticate")
+            .content_type("application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let cases = [
+        ("not json", "key=abc".to_owned(), 400, "invalid JSON body: "),
+        (
+            "trailing data",
+            format!(r#"{{"key": "k", "identifier": "{identifier}"}} x"#),
+            400,
+            "invalid JSON body: ",
+        ),
+        (
+            "missing field",
+            r#"{"key": "k"}"#.to_owned(),
+            400,
+            "invalid JSON body: missing field `identifier`",
+        ),
+        (
+            "wrong type",
+            format!(r#"{{"key": 407, "identifier": "{identifier}"}}"#),
+            400,
+            "field `key`: invalid type: integer, expected",
+        ),
+        (
+            "too long for the schema",
+            format!(
+                r#"{{"key": "{}", "identifier": "{identifier}"}}"#,
+                "k".repeat(4097)
+            ),
+            400,
+            "field `key`: expected maxLength(4096)",
+        ),
+        (
+            "over the size limit",
+            format!(
+                r#"{{"key": "{}", "identifier": "{identifier}"}}"#,
+                "k".repeat(9000)
+            ),
+            413,
+            "the request body is larger than 8192 bytes",
+        ),
+    ];
+    for (case, body, status, message) in cases {
+        let response = raw(body).await;
+        assert_eq!(response.0.status().as_u16(), status, "{case}");
+        let answer: Value = response.json().await.value().deserialize();
+        let object = answer.as_object().expect("a JSON object");
+        let keys: Vec<&str> = object.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["error", "message"], "{case}: {answer}");
+        let error = if status == 413 {
+            "payload_too_large"
+        } else {
+            "invalid_request"
+        };
+        assert_eq!(answer["error"], error, "{case}: {answer}");
+        let text = answer["message"].as_str().expect("message");
+        assert!(text.starts_with(message), "{case}: {text}");
+    }
+    let (status, _) = app
+        .post(
+            "/authenticate",
+            json!({"key": "k".repeat(16), "identifier": identifier}),
+        )
+        .await;
+    assert_eq!(
+        status, 401,
+        "a good body whatever its Content-Type gets to the decision"
+    );
+}
+
+on_both_backends!(every_body_refusal_has_one_shape);

@@ -456,6 +456,113 @@ async fn the_admin_token_guards_the_internal_api_only(backend: Backend) {
     );
 }
 
+/// Every operation of the internal tag in the generated spec: method, path and the operation.
+fn internal_operations() -> Vec<(poem::http::Method, String, Value)> {
+    let spec: Value = serde_json::from_str(&jwthenticator_server::openapi_json()).expect("spec");
+    let mut operations = Vec::new();
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            if operation["tags"]
+                .as_array()
+                .is_some_and(|tags| tags.contains(&json!("Internal")))
+            {
+                let method = method.to_uppercase().parse().expect("method");
+                operations.push((method, path.clone(), operation.clone()));
+            }
+        }
+    }
+    operations
+}
+
+/// Sends `method path` with `headers`; a POST with a body the operation cannot take, so that a
+/// 400 shows the request passed the guard.
+async fn send(
+    app: &TestApp,
+    method: &poem::http::Method,
+    path: &str,
+    headers: &[(&'static str, &str)],
+) -> poem::test::TestResponse {
+    let mut request = app.client.request(method.clone(), path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if *method == poem::http::Method::POST {
+        request = request.body_json(&json!({}));
+    }
+    request.send().await
+}
+
+/// Walks the spec, not a list of routes: a new internal operation is covered the day it is
+/// added. Each one documents the admin requirement (security scheme, 401, 403), and the guard
+/// refuses it, with the documented status and a JSON error, to a request without the token
+/// (with `ADMIN_TOKEN`) or through a proxy (without), and lets it through otherwise.
+#[tokio::test]
+async fn every_internal_operation_of_the_spec_is_guarded_as_documented() {
+    let operations = internal_operations();
+    assert!(operations.len() >= 6, "{operations:?}");
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let token = TestApp::with_args(Backend::Sqlite, &["--admin-token", ADMIN_TOKEN]).await;
+    let loopback = TestApp::new(Backend::Sqlite).await;
+    for (method, path, operation) in &operations {
+        assert_eq!(
+            operation["security"],
+            json!([{"AdminToken": []}]),
+            "{method} {path} documents the admin token"
+        );
+        for status in ["401", "403"] {
+            assert!(
+                operation["responses"].get(status).is_some(),
+                "{method} {path} documents its {status}"
+            );
+        }
+        let proxied = ("x-forwarded-for", "192.0.2.7");
+        for (mode, app, headers, status, error) in [
+            ("token", &token, vec![proxied], 401, "admin_token_required"),
+            (
+                "token",
+                &token,
+                vec![("authorization", "Bearer wrong")],
+                401,
+                "admin_token_required",
+            ),
+            (
+                "loopback",
+                &loopback,
+                vec![proxied],
+                403,
+                "internal_api_loopback_only",
+            ),
+        ] {
+            let response = send(app, method, path, &headers).await;
+            assert_eq!(
+                response.0.status().as_u16(),
+                status,
+                "{mode}: {method} {path} {headers:?}"
+            );
+            if status == 401 {
+                assert!(response.0.headers().contains_key("www-authenticate"));
+            }
+            let body: Value = response.json().await.value().deserialize();
+            assert_eq!(body["error"], error, "{mode}: {method} {path}: {body}");
+            assert!(body["message"].is_string(), "{body}");
+        }
+        for (mode, app, headers) in [
+            (
+                "token",
+                &token,
+                vec![proxied, ("authorization", bearer.as_str())],
+            ),
+            ("loopback", &loopback, vec![]),
+        ] {
+            let status = send(app, method, path, &headers).await.0.status().as_u16();
+            assert!(
+                ![401, 403].contains(&status),
+                "{mode}: {method} {path} is let through: {status}"
+            );
+        }
+    }
+}
+
 async fn a_separate_internal_listener_takes_the_internal_routes_off_the_main_one(backend: Backend) {
     let app = TestApp::with_args(backend, &["--internal-port", "18999"]).await;
     let (status, _) = app

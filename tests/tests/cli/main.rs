@@ -336,6 +336,70 @@ async fn a_missing_key_file_is_refused_on_postgres_and_generated_on_sqlite() {
     );
 }
 
+/// On a PostgreSQL deployment whose replicas share generated keys (`KEY_ENCRYPTION_SECRET`, no
+/// key configured), `check-config` reports the `kid` the servers sign with, read from the
+/// database without writing to it, and refuses a secret other than the stored keys' one. (It
+/// used to load the configuration as if no key were shared and report the `kid` of a key it
+/// had just generated, which no server would ever use.)
+#[tokio::test]
+async fn check_config_reports_the_kid_the_shared_keys_sign_with() {
+    let database = PgDatabase::create("jwt_cli_shared_kid").await;
+    let url = database.url("postgres");
+    let secret = "a-key-encryption-secret-for-check-config";
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("KEY_HASH_SECRET", jwthenticator_tests::KEY_HASH_SECRET),
+        ("KEY_ENCRYPTION_SECRET", secret),
+    ];
+    let (ok, out, err) = run(&["check-config"], &env, "").await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("shared by the replicas through PostgreSQL") && out.contains("none signs now"),
+        "before any server started: {out}"
+    );
+    let mut conn = database.connect().await;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM signing_keys")
+        .fetch_one(&mut conn)
+        .await
+        .expect("count");
+    assert_eq!(stored, 0, "check-config writes nothing");
+
+    let server = TestServer::builder(BINARY)
+        .env("DATABASE_URL", url.as_str())
+        .env("KEY_HASH_SECRET", jwthenticator_tests::KEY_HASH_SECRET)
+        .env("KEY_ENCRYPTION_SECRET", secret)
+        .start()
+        .await;
+    let jwks: serde_json::Value = reqwest::get(server.url("/jwks"))
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
+    let kid = jwks["keys"][0]["kid"].as_str().expect("a kid").to_owned();
+
+    let (ok, out, err) = run(&["check-config"], &env, "").await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains(&format!("signing with kid {kid}"))
+            && out.contains("KEY_ENCRYPTION_SECRET matches"),
+        "the server signs with {kid}: {out}"
+    );
+    let other = [
+        ("DATABASE_URL", url.as_str()),
+        ("KEY_HASH_SECRET", jwthenticator_tests::KEY_HASH_SECRET),
+        ("KEY_ENCRYPTION_SECRET", "another-secret-that-seals-nothing"),
+    ];
+    let (ok, out, _) = run(&["check-config"], &other, "").await;
+    assert!(!ok, "another secret: {out}");
+    assert!(
+        out.contains("error: keys:") && out.contains("KEY_ENCRYPTION_SECRET is not the secret"),
+        "{out}"
+    );
+    assert!(!out.contains(secret), "{out}");
+    drop(server);
+}
+
 #[tokio::test]
 async fn healthcheck_reports_whether_the_server_answers() {
     let server = TestServer::builder(BINARY).start().await;

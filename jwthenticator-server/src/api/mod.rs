@@ -6,12 +6,12 @@ use std::sync::Arc;
 use chrono::{Duration, Utc};
 use jwthenticator_core::{
     AuthRequest, BoolResponse, ErrorResponse, IdentifierRequest, Jwks, JwtValidateRequest, KeyInfo,
-    KeyListResponse, KeyRequest, RefreshRequest, RegisterKeyRequest, RevocationResponse,
-    RevokeKeyRequest, RevokeRefreshTokenRequest, TokenResponse, VerifyError, parse_bearer,
+    KeyListResponse, KeyRequest, RefreshRequest, RevocationResponse, RevokeRefreshTokenRequest,
+    TokenResponse, VerifyError, parse_bearer,
 };
 use jwthenticator_core::{BearerChallenge, saturating_seconds};
 use poem::web::Data;
-use poem::{Endpoint, IntoResponse, Request};
+use poem::{IntoResponse, Request};
 use poem_openapi::param::Query;
 use poem_openapi::payload::{Json, Payload};
 use poem_openapi::registry::{MetaSchemaRef, Registry};
@@ -19,9 +19,13 @@ use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 use uuid::Uuid;
 
-use crate::error::{ApiError, bad_request_body};
+mod bodies;
+
+use bodies::{AdminToken, RegisterKeyBody, RevokeKeyBody};
+
+use crate::error::{ApiError, InternalApiError, bad_request_body, payload_too_large_body};
 use crate::flows::Outcome;
-use crate::middleware::json_body;
+use crate::middleware::JsonBody;
 use crate::state::AppState;
 use crate::store::{KeySelector, Registration, Revoked, hash_secret};
 
@@ -42,30 +46,24 @@ enum Tag {
 #[derive(Debug, Object)]
 pub(crate) struct Empty {}
 
-macro_rules! json_body_transforms {
-    ($($name:ident: $body:ty),* $(,)?) => {$(
-        fn $name<E: Endpoint>(ep: E) -> impl Endpoint {
-            json_body::<$body, E>(ep)
-        }
-    )*};
-}
-
-json_body_transforms!(
-    auth_body: AuthRequest,
-    refresh_body: RefreshRequest,
-    validate_body: JwtValidateRequest,
-    register_key_body: RegisterKeyRequest,
-    key_body: KeyRequest,
-    revoke_key_body: RevokeKeyRequest,
-    revoke_refresh_token_body: RevokeRefreshTokenRequest,
-    identifier_body: IdentifierRequest,
-);
-
+/// The 400 (and, for a body over the limit, the 413) of an operation: its body or a
+/// parameter could not be read.
 macro_rules! bad_request_handler {
     ($response:ident) => {
         impl $response {
             fn bad_request(err: poem::Error) -> Self {
                 Self::BadRequest(Json(bad_request_body(&err)))
+            }
+        }
+    };
+    ($response:ident with body) => {
+        impl $response {
+            fn bad_request(err: poem::Error) -> Self {
+                if err.status() == poem::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    Self::PayloadTooLarge(Json(payload_too_large_body(&err)))
+                } else {
+                    Self::BadRequest(Json(bad_request_body(&err)))
+                }
             }
         }
     };
@@ -136,11 +134,14 @@ pub(crate) enum RegisterKeyResponse {
     /// than `MIN_KEY_LENGTH` (16 characters by default).
     #[oai(status = 400)]
     BadRequest(Json<ErrorResponse>),
+    /// The body is larger than `MAX_BODY_SIZE`.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorResponse>),
     /// The key was revoked; a revoked key cannot be registered again.
     #[oai(status = 409)]
     Conflict(Json<ErrorResponse>),
 }
-bad_request_handler!(RegisterKeyResponse);
+bad_request_handler!(RegisterKeyResponse with body);
 
 /// Answer of `/is_key_registered`.
 #[derive(ApiResponse)]
@@ -152,12 +153,15 @@ pub(crate) enum IsKeyRegisteredResponse {
     /// The body is not JSON, or `key` is missing or invalid.
     #[oai(status = 400)]
     BadRequest(Json<ErrorResponse>),
+    /// The body is larger than `MAX_BODY_SIZE`.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorResponse>),
     /// Too many unregistered keys asked about from this client address (a key-guessing
     /// oracle otherwise); retry after the `Retry-After` seconds.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorResponse>, #[oai(header = "Retry-After")] u64),
 }
-bad_request_handler!(IsKeyRegisteredResponse);
+bad_request_handler!(IsKeyRegisteredResponse with body);
 
 /// Answer of `/authenticate` and `/refresh`.
 #[derive(ApiResponse)]
@@ -169,6 +173,9 @@ pub(crate) enum TokenEndpointResponse {
     /// The body is not JSON, or a field is missing or invalid.
     #[oai(status = 400)]
     BadRequest(Json<ErrorResponse>),
+    /// The body is larger than `MAX_BODY_SIZE`.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorResponse>),
     /// The key or refresh token is unknown, expired or revoked, bound to another identifier, or
     /// a reused rotated refresh token: one answer for every reason, so that it tells a guesser
     /// nothing (the reason is in the logs and metrics).
@@ -179,7 +186,7 @@ pub(crate) enum TokenEndpointResponse {
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorResponse>, #[oai(header = "Retry-After")] u64),
 }
-bad_request_handler!(TokenEndpointResponse);
+bad_request_handler!(TokenEndpointResponse with body);
 
 /// Answer of the revocation routes.
 #[derive(ApiResponse)]
@@ -191,8 +198,11 @@ pub(crate) enum RevokeResponse {
     /// The body is not JSON, or a field is missing or invalid.
     #[oai(status = 400)]
     BadRequest(Json<ErrorResponse>),
+    /// The body is larger than `MAX_BODY_SIZE`.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorResponse>),
 }
-bad_request_handler!(RevokeResponse);
+bad_request_handler!(RevokeResponse with body);
 
 /// Answer of `GET /keys`.
 #[derive(ApiResponse)]
@@ -217,11 +227,14 @@ pub(crate) enum ValidateResponse {
     /// The body is not JSON, or `jwt` is missing.
     #[oai(status = 400)]
     BadRequest(Json<ErrorResponse>),
+    /// The body is larger than `MAX_BODY_SIZE`.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorResponse>),
     /// The JWT is invalid; `message` says why.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorResponse>),
 }
-bad_request_handler!(ValidateResponse);
+bad_request_handler!(ValidateResponse with body);
 
 /// Answer of `/validate_request`; only ever 200, 401 or 403, as nginx `auth_request` expects.
 #[derive(ApiResponse)]
@@ -310,17 +323,14 @@ fn revocation(revoked: Revoked) -> RevokeResponse {
 #[OpenApi(tag = "Tag::Internal")]
 impl InternalApi {
     /// Registers a key for an identifier; registering it again extends its expiry.
-    #[oai(
-        path = "/register_key",
-        method = "post",
-        operation_id = "register_key",
-        transform = "register_key_body"
-    )]
+    #[oai(path = "/register_key", method = "post", operation_id = "register_key")]
     async fn register_key(
         &self,
+        _admin: AdminToken,
         state: Data<&Arc<AppState>>,
-        body: Json<RegisterKeyRequest>,
-    ) -> poem::Result<RegisterKeyResponse> {
+        body: JsonBody<RegisterKeyBody>,
+    ) -> Result<RegisterKeyResponse, InternalApiError> {
+        let RegisterKeyBody(body) = &body.0;
         let hashes = match state.key_hasher.for_registration(&body.key) {
             Ok(hashes) => hashes,
             Err(too_short) => {
@@ -334,8 +344,7 @@ impl InternalApi {
         let registration = state
             .store
             .register_key(&hashes, body.identifier, expires_at)
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         if registration == Registration::Revoked {
             tracing::warn!(identifier = %body.identifier, "refused to register a revoked key");
             return Ok(RegisterKeyResponse::Conflict(Json(ErrorResponse::new(
@@ -351,15 +360,15 @@ impl InternalApi {
     #[oai(
         path = "/is_key_registered",
         method = "post",
-        operation_id = "is_key_registered",
-        transform = "key_body"
+        operation_id = "is_key_registered"
     )]
     async fn is_key_registered(
         &self,
+        _admin: AdminToken,
         state: Data<&Arc<AppState>>,
         request: &Request,
-        body: Json<KeyRequest>,
-    ) -> poem::Result<IsKeyRegisteredResponse> {
+        body: JsonBody<KeyRequest>,
+    ) -> Result<IsKeyRegisteredResponse, InternalApiError> {
         // An unregistered key is a failed guess, as at `/authenticate`.
         let address = state.client_address.of(request);
         let attempt = match state.limiter.attempt(None, address).await {
@@ -384,17 +393,14 @@ impl InternalApi {
     /// Revokes a key, given as `key` or as the `key_id` that `GET /keys` lists, with all its
     /// refresh tokens: `/authenticate` and `/refresh` refuse them at once, on every replica.
     /// JWTs already issued stay valid until they expire (`JWT_LEASE_TIME`).
-    #[oai(
-        path = "/revoke_key",
-        method = "post",
-        operation_id = "revoke_key",
-        transform = "revoke_key_body"
-    )]
+    #[oai(path = "/revoke_key", method = "post", operation_id = "revoke_key")]
     async fn revoke_key(
         &self,
+        _admin: AdminToken,
         state: Data<&Arc<AppState>>,
-        body: Json<RevokeKeyRequest>,
-    ) -> poem::Result<RevokeResponse> {
+        body: JsonBody<RevokeKeyBody>,
+    ) -> Result<RevokeResponse, InternalApiError> {
+        let RevokeKeyBody(body) = &body.0;
         let hashes = body.key.as_deref().map(|key| state.key_hasher.hashes(key));
         let selector = match (&hashes, body.key_id) {
             (Some(hashes), None) => KeySelector::Key(hashes),
@@ -406,11 +412,7 @@ impl InternalApi {
                 ))));
             }
         };
-        let revoked = state
-            .store
-            .revoke_keys(selector, Utc::now())
-            .await
-            .map_err(ApiError::from)?;
+        let revoked = state.store.revoke_keys(selector, Utc::now()).await?;
         tracing::warn!(
             key_id = body.key_id,
             keys = revoked.keys,
@@ -424,19 +426,18 @@ impl InternalApi {
     #[oai(
         path = "/revoke_refresh_token",
         method = "post",
-        operation_id = "revoke_refresh_token",
-        transform = "revoke_refresh_token_body"
+        operation_id = "revoke_refresh_token"
     )]
     async fn revoke_refresh_token(
         &self,
+        _admin: AdminToken,
         state: Data<&Arc<AppState>>,
-        body: Json<RevokeRefreshTokenRequest>,
-    ) -> poem::Result<RevokeResponse> {
+        body: JsonBody<RevokeRefreshTokenRequest>,
+    ) -> Result<RevokeResponse, InternalApiError> {
         let refresh_tokens = state
             .store
             .revoke_refresh_token(&hash_secret(&body.refresh_token), Utc::now())
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         tracing::warn!(refresh_tokens, "refresh token revoked");
         Ok(revocation(Revoked {
             keys: 0,
@@ -448,19 +449,18 @@ impl InternalApi {
     #[oai(
         path = "/revoke_identifier",
         method = "post",
-        operation_id = "revoke_identifier",
-        transform = "identifier_body"
+        operation_id = "revoke_identifier"
     )]
     async fn revoke_identifier(
         &self,
+        _admin: AdminToken,
         state: Data<&Arc<AppState>>,
-        body: Json<IdentifierRequest>,
-    ) -> poem::Result<RevokeResponse> {
+        body: JsonBody<IdentifierRequest>,
+    ) -> Result<RevokeResponse, InternalApiError> {
         let revoked = state
             .store
             .revoke_keys(KeySelector::Identifier(body.identifier), Utc::now())
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         tracing::warn!(
             identifier = %body.identifier,
             keys = revoked.keys,
@@ -474,15 +474,12 @@ impl InternalApi {
     #[oai(path = "/keys", method = "get", operation_id = "list_keys")]
     async fn list_keys(
         &self,
+        _admin: AdminToken,
         state: Data<&Arc<AppState>>,
         /// The identifier whose keys to list.
         identifier: Query<Uuid>,
-    ) -> poem::Result<KeyListAnswer> {
-        let keys = state
-            .store
-            .list_keys(identifier.0)
-            .await
-            .map_err(ApiError::from)?;
+    ) -> Result<KeyListAnswer, InternalApiError> {
+        let keys = state.store.list_keys(identifier.0).await?;
         Ok(KeyListAnswer::Ok(Json(KeyListResponse {
             keys: keys
                 .into_iter()
@@ -521,7 +518,7 @@ async fn limited<F>(
     identifier: Uuid,
     operation: &'static str,
     decide: F,
-) -> poem::Result<TokenEndpointResponse>
+) -> Result<TokenEndpointResponse, ApiError>
 where
     F: Future<Output = Result<Outcome, ApiError>>,
 {
@@ -574,51 +571,36 @@ fn rejected(endpoint: &'static str, err: &VerifyError) -> ErrorResponse {
 #[OpenApi(tag = "Tag::External")]
 impl ExternalApi {
     /// Exchanges a registered key for a JWT and a refresh token.
-    #[oai(
-        path = "/authenticate",
-        method = "post",
-        operation_id = "authenticate",
-        transform = "auth_body"
-    )]
+    #[oai(path = "/authenticate", method = "post", operation_id = "authenticate")]
     async fn authenticate(
         &self,
         state: Data<&Arc<AppState>>,
         request: &Request,
-        body: Json<AuthRequest>,
-    ) -> poem::Result<TokenEndpointResponse> {
+        body: JsonBody<AuthRequest>,
+    ) -> Result<TokenEndpointResponse, ApiError> {
         let decision = state.authenticate(&body.key, body.identifier);
         limited(&state, request, body.identifier, "authenticate", decision).await
     }
 
     /// Exchanges a refresh token for a new JWT (and, with ROTATE_REFRESH_TOKENS, a new refresh
     /// token that replaces it).
-    #[oai(
-        path = "/refresh",
-        method = "post",
-        operation_id = "refresh",
-        transform = "refresh_body"
-    )]
+    #[oai(path = "/refresh", method = "post", operation_id = "refresh")]
     async fn refresh(
         &self,
         state: Data<&Arc<AppState>>,
         request: &Request,
-        body: Json<RefreshRequest>,
-    ) -> poem::Result<TokenEndpointResponse> {
+        body: JsonBody<RefreshRequest>,
+    ) -> Result<TokenEndpointResponse, ApiError> {
         let decision = state.refresh(&body.refresh_token, body.identifier);
         limited(&state, request, body.identifier, "refresh", decision).await
     }
 
     /// Validates a JWT given in the body.
-    #[oai(
-        path = "/validate",
-        method = "post",
-        operation_id = "validate",
-        transform = "validate_body"
-    )]
+    #[oai(path = "/validate", method = "post", operation_id = "validate")]
     async fn validate(
         &self,
         state: Data<&Arc<AppState>>,
-        body: Json<JwtValidateRequest>,
+        body: JsonBody<JwtValidateRequest>,
     ) -> ValidateResponse {
         match state.current_keys().validate(&body.jwt) {
             Ok(()) => {
@@ -639,7 +621,8 @@ impl ExternalApi {
         method = "patch",
         method = "delete",
         method = "head",
-        method = "options"
+        method = "options",
+        method = "trace"
     )]
     async fn validate_request(
         &self,
