@@ -87,7 +87,8 @@ impl AppState {
             .insert_refresh_token(NewRefreshToken {
                 token_hash: &hash_secret(&refresh_token),
                 key_id: record.id,
-                expires_at: now + Duration::seconds(saturating_seconds(self.issue.refresh_token_expiry)),
+                expires_at: now
+                    + Duration::seconds(saturating_seconds(self.issue.refresh_token_expiry)),
                 family_id: Uuid::new_v4(),
             })
             .await?;

@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use chrono::Utc;
-use jwthenticator_core::{TokenCache, Verifier, VerifyError};
+use jwthenticator_core::{Claims, TokenCache, Verifier, VerifyError};
 
 use super::set::KeySet;
 use super::signer::Signer;

@@ -34,8 +34,8 @@ use std::time::{Duration, SystemTime};
 use anyhow::{anyhow, bail};
 use aws_lc_rs::aead::LessSafeKey;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use jwthenticator_core::saturating_seconds;
 use jwthenticator_core::Algorithm;
+use jwthenticator_core::saturating_seconds;
 
 use super::active::{ActiveKeys, VerifierSettings};
 use super::material::PrivateKey;
