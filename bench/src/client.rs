@@ -118,7 +118,7 @@ pub(crate) fn run(requests: u32, rounds: u32) -> anyhow::Result<()> {
         let header = HeaderValue::try_from(format!("Bearer {jwt}"))?;
         let plain_client = reqwest::Client::new();
         let bare_client = ClientBuilder::new(reqwest::Client::new()).build();
-        let auth = JwtAuthMiddleware::new(url.clone(), Uuid::new_v4())
+        let auth = JwtAuthMiddleware::builder(url.clone(), Uuid::new_v4())
             .with_jwt(jwt)
             .with_allowed_hosts(["127.0.0.1"])
             .build()?;
@@ -176,7 +176,7 @@ pub(crate) fn run(requests: u32, rounds: u32) -> anyhow::Result<()> {
             .build();
         let stub_with = ClientBuilder::new(reqwest::Client::new())
             .with(
-                JwtAuthMiddleware::new(url.clone(), Uuid::new_v4())
+                JwtAuthMiddleware::builder(url.clone(), Uuid::new_v4())
                     .with_jwt(fresh_jwt()?)
                     .with_allowed_hosts(["127.0.0.1"])
                     .build()?,

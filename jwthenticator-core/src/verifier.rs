@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::signature::{self as aws, ParsedPublicKey, RsaPublicKeyComponents};
 use base64::Engine;
@@ -26,6 +25,8 @@ use serde::de::{
 use crate::claims::{Audience, Claims};
 use crate::json_error::describe_json_error;
 use crate::jwks::{Jwk, Jwks};
+use crate::time::now_unix;
+use crate::token_cache::TokenCache;
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat` unless configured otherwise, in seconds.
 pub const DEFAULT_LEEWAY_SECS: u64 = 30;
@@ -640,12 +641,6 @@ fn from_json_object<T: DeserializeOwned>(json: &[u8]) -> Result<T, String> {
         .map_err(|e| describe_json_error(&e))
 }
 
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 impl Verifier {
     /// Starts configuring a verifier.
     pub fn builder() -> VerifierBuilder {
@@ -710,6 +705,52 @@ impl Verifier {
             )
         })?;
         Ok((claims, exp))
+    }
+
+    /// [`Verifier::verify_as_at`] through a cache of tokens that passed: the one
+    /// cache-then-verify protocol of the server's `/validate` and the tower layer.
+    ///
+    /// A token that `cache` holds under key set `epoch`, and that has not expired at `now` with
+    /// this verifier's leeway, is answered from it; any other is verified in full as `T`, and
+    /// only a success is remembered, as `keep(claims)` (what a hit returns), until its `exp`.
+    /// Failures are never remembered, so with any cache, or none, every token gets the verdict
+    /// a full verification gives it. See [`TokenCache`] for why a hit can be trusted.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Verifier::verify_as_at`], for a token the cache does not hold.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use jwthenticator_core::{Claims, Jwks, TokenCache, Verifier, VerifyErrorKind};
+    ///
+    /// let verifier = Verifier::builder().build(&Jwks { keys: vec![] })?;
+    /// let valid = TokenCache::<()>::new(10_000);
+    /// let verdict = verifier.verify_cached_at("not.a.token", 1_700_000_000, Some(&valid), 0, |_: Claims| ());
+    /// assert_eq!(verdict.unwrap_err().kind(), VerifyErrorKind::Malformed);
+    /// assert!(valid.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn verify_cached_at<T: DeserializeOwned, C: Clone>(
+        &self,
+        token: &str,
+        now: i64,
+        cache: Option<&TokenCache<C>>,
+        epoch: u64,
+        keep: impl FnOnce(T) -> C,
+    ) -> Result<C, VerifyError> {
+        let Some(cache) = cache else {
+            return self.verify_as_at(token, now).map(keep);
+        };
+        let hash = TokenCache::<C>::hash(token);
+        if let Some(kept) = cache.get(&hash, epoch, now, self.leeway) {
+            return Ok(kept);
+        }
+        let (claims, exp) = self.verify_as_with_exp_at::<T>(token, now)?;
+        let kept = keep(claims);
+        cache.insert(hash, kept.clone(), exp, epoch);
+        Ok(kept)
     }
 
     /// The `kid` of a token's header, without verifying anything. Used by caches to decide

@@ -1588,3 +1588,80 @@ fn error_messages_never_contain_the_token() {
     }
     assert!(kinds.len() >= 6, "{kinds:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The cache-then-verify protocol.
+
+#[test]
+fn verify_cached_remembers_successes_until_exp_and_never_failures() {
+    let verifier = verifier();
+    let cache = TokenCache::<()>::new(16);
+    let good = rsa_token(&claims());
+    let forged = forge(&rsa_header(), &claims(), by_attacker_rsa_key());
+    let verify = |token: &str, now: i64| {
+        verifier.verify_cached_at(token, now, Some(&cache), 0, |_: Claims| ())
+    };
+
+    assert_eq!(
+        verify(&forged, NOW).map_err(|e| e.kind()),
+        Err(VerifyErrorKind::InvalidSignature)
+    );
+    assert!(cache.is_empty(), "a failure was remembered");
+    assert!(verify(&good, NOW).is_ok());
+    assert_eq!(cache.len(), 1);
+    // A hit answers under the same key set, and expires with the verifier's leeway.
+    assert!(verify(&good, NOW + 300 + LEEWAY - 1).is_ok());
+    assert_eq!(
+        verify(&good, NOW + 300 + LEEWAY).map_err(|e| e.kind()),
+        Err(VerifyErrorKind::Expired)
+    );
+}
+
+#[test]
+fn verify_cached_gives_every_verdict_a_full_verification_gives_whatever_the_cache() {
+    let verifier = verifier();
+    let tokens = [
+        rsa_token(&claims()),
+        forge(&rsa_header(), &claims(), by_attacker_rsa_key()),
+        rsa_token(&claims_expiring_at(NOW - 3600)),
+        rsa_token(&json!({"identifier": IDENTIFIER, "iat": NOW, "exp": NOW + 60})),
+        "not.a.token".to_owned(),
+    ];
+    let caches = [
+        None,
+        Some(TokenCache::<()>::new(1)),
+        Some(TokenCache::new(64)),
+    ];
+    for cache in &caches {
+        // Twice: the second round is answered from the cache where it can be.
+        for _ in 0..2 {
+            for token in &tokens {
+                let full = verifier
+                    .verify_at(token, NOW)
+                    .map(|_| ())
+                    .map_err(|e| e.kind());
+                let cached = verifier
+                    .verify_cached_at(token, NOW, cache.as_ref(), 0, |_: Claims| ())
+                    .map_err(|e| e.kind());
+                assert_eq!(cached, full, "{token}");
+            }
+        }
+    }
+}
+
+#[test]
+fn verify_cached_returns_what_keep_made_of_the_claims() {
+    let verifier = verifier();
+    let cache = TokenCache::<String>::new(16);
+    let token = rsa_token(&claims());
+    let identifier = |claims: Claims| claims.identifier.to_string();
+    for _ in 0..2 {
+        let kept = verifier.verify_cached_at(&token, NOW, Some(&cache), 7, identifier);
+        assert_eq!(kept.expect("valid"), IDENTIFIER);
+    }
+    // Under another key set epoch the entry is not used, and the token is verified again.
+    assert_eq!(
+        cache.get(&TokenCache::<String>::hash(&token), 8, NOW, 0),
+        None
+    );
+}

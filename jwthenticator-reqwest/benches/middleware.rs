@@ -48,7 +48,7 @@ fn middleware(c: &mut Criterion) {
     let header = HeaderValue::try_from(format!("Bearer {jwt}")).expect("a header value");
     let plain = reqwest::Client::new();
     let bare = ClientBuilder::new(reqwest::Client::new()).build();
-    let auth = JwtAuthMiddleware::new(url.clone(), uuid::Uuid::new_v4())
+    let auth = JwtAuthMiddleware::builder(url.clone(), uuid::Uuid::new_v4())
         .with_jwt(jwt)
         .with_allowed_hosts(["127.0.0.1"])
         .build()

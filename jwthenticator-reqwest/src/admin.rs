@@ -16,18 +16,12 @@ use std::time::Duration;
 
 use crate::ConfigError;
 use crate::error::message_suffix;
-use crate::server::{
-    base_url, default_client_builder, error_message, redacted, route_url, server_client,
+use crate::middleware::DEFAULT_CALL_TIMEOUT;
+use crate::server::{default_client_builder, error_message, server_client};
+use jwthenticator_core::routes::{
+    IS_KEY_REGISTERED, KEYS, REGISTER_KEY, REVOKE_IDENTIFIER, REVOKE_KEY, REVOKE_REFRESH_TOKEN,
 };
-
-const REGISTER_KEY: &str = "/register_key";
-const IS_KEY_REGISTERED: &str = "/is_key_registered";
-const REVOKE_KEY: &str = "/revoke_key";
-const REVOKE_REFRESH_TOKEN: &str = "/revoke_refresh_token";
-const REVOKE_IDENTIFIER: &str = "/revoke_identifier";
-const KEYS: &str = "/keys";
-/// Deadline of a call of the default client.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+use jwthenticator_core::{base_url, redact_url, route_url};
 
 /// The URL of every internal route, joined once onto the server's base URL.
 #[derive(Clone)]
@@ -42,7 +36,7 @@ struct Routes {
 
 impl Routes {
     fn new(base: &Url) -> Result<Self, ConfigError> {
-        let route = |name: &str| route_url(base, name.trim_start_matches('/'));
+        let route = |name: &str| route_url(base, name).map_err(ConfigError::InvalidServerUrl);
         Ok(Self {
             register_key: route(REGISTER_KEY)?,
             is_key_registered: route(IS_KEY_REGISTERED)?,
@@ -65,7 +59,9 @@ impl Routes {
 /// use jwthenticator_reqwest::AdminClient;
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let admin = AdminClient::new("http://jwthenticator.internal:8080/")?;
+/// let admin = AdminClient::builder("http://jwthenticator.internal:8080/")
+///     .with_admin_token("the-admin-token-of-32-characters-or-more")
+///     .build()?;
 /// let identifier = uuid::Uuid::new_v4();
 /// admin.register_key("the-secret-key", identifier).await?;
 /// assert!(admin.is_key_registered("the-secret-key").await?);
@@ -81,52 +77,26 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
-    /// A client for the server at `server_url` (which may carry a path prefix), with a default
-    /// `reqwest::Client`: a 5 s connect and a 10 s call timeout, and no redirects (a redirected
-    /// POST would re-send the key it carries).
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError::InvalidServerUrl`] or [`ConfigError::UnsupportedServerUrl`] for a bad URL;
-    /// [`ConfigError::HttpClient`] if the HTTP client cannot be built.
-    pub fn new(server_url: impl AsRef<str>) -> Result<Self, ConfigError> {
-        let http = server_client(default_client_builder().timeout(CALL_TIMEOUT))?;
-        Self::with_http_client(server_url, http)
-    }
-
-    /// A client for the server at `server_url` that sends through `http`, for example one with
-    /// custom root certificates or timeouts. Build it with
-    /// `.redirect(reqwest::redirect::Policy::none())`: a client that follows a 307 or 308
-    /// re-sends the key of `register_key` wherever it points.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError::InvalidServerUrl`] or [`ConfigError::UnsupportedServerUrl`] for a bad URL.
-    pub fn with_http_client(
-        server_url: impl AsRef<str>,
-        http: reqwest::Client,
-    ) -> Result<Self, ConfigError> {
-        let server_url = base_url(server_url.as_ref())?;
-        Ok(Self {
-            routes: Routes::new(&server_url)?,
-            server_url,
-            http,
+    /// Starts configuring a client for the server at `server_url` (which may carry a path
+    /// prefix); [`build`](AdminClientBuilder::build) checks the URL.
+    pub fn builder(server_url: impl Into<String>) -> AdminClientBuilder {
+        AdminClientBuilder {
+            server_url: server_url.into(),
+            http: None,
             admin_token: None,
-        })
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+        }
     }
 
-    /// Sends `Authorization: Bearer <token>` (marked sensitive) with every call, for a server
-    /// configured with `ADMIN_TOKEN`.
+    /// A client for the server at `server_url` with the defaults: a 5 s connect and a 10 s
+    /// call timeout, no redirects and no admin token. Shorthand for
+    /// `AdminClient::builder(server_url).build()`.
     ///
     /// # Errors
     ///
-    /// [`ConfigError::InvalidAdminToken`] if the token cannot be a header value.
-    pub fn with_admin_token(mut self, token: &str) -> Result<Self, ConfigError> {
-        let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| ConfigError::InvalidAdminToken)?;
-        value.set_sensitive(true);
-        self.admin_token = Some(value);
-        Ok(self)
+    /// As for [`AdminClientBuilder::build`].
+    pub fn new(server_url: impl Into<String>) -> Result<Self, ConfigError> {
+        Self::builder(server_url).build()
     }
 
     /// Registers `key` for `identifier`, or extends its expiry if it is already registered.
@@ -305,12 +275,98 @@ impl AdminClient {
 impl fmt::Debug for AdminClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdminClient")
-            .field("server_url", &redacted(&self.server_url))
+            .field("server_url", &redact_url(self.server_url.as_str()))
             .field(
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| crate::REDACTED),
             )
             .finish_non_exhaustive()
+    }
+}
+
+/// Configures an [`AdminClient`]; made by [`AdminClient::builder`].
+///
+/// `Debug` shows whether an admin token is set, never its value.
+#[must_use]
+pub struct AdminClientBuilder {
+    server_url: String,
+    http: Option<reqwest::ClientBuilder>,
+    admin_token: Option<String>,
+    call_timeout: Duration,
+}
+
+impl AdminClientBuilder {
+    /// Sends `Authorization: Bearer <token>` (marked sensitive) with every call, for a server
+    /// configured with `ADMIN_TOKEN`.
+    pub fn with_admin_token(mut self, token: impl Into<String>) -> Self {
+        self.admin_token = Some(token.into());
+        self
+    }
+
+    /// The HTTP client for the calls, as a builder, for example with custom root certificates
+    /// or a proxy. By default a client with a 5 s connect timeout.
+    ///
+    /// The client never follows redirects whatever the builder sets (a 307 or 308 would
+    /// re-send the key of `register_key` wherever it points), and the
+    /// [call deadline](Self::with_call_timeout) replaces the builder's own timeout.
+    pub fn with_http_client(mut self, client: reqwest::ClientBuilder) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// The deadline of one call, from sending the request to reading the last byte of the
+    /// answer; [`DEFAULT_CALL_TIMEOUT`](crate::DEFAULT_CALL_TIMEOUT) (10 s) unless set.
+    /// [`build`](Self::build) fails for 0.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// Checks the configuration and builds the client.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidServerUrl`] or [`ConfigError::UnsupportedServerUrl`] for a bad
+    /// URL; [`ConfigError::InvalidAdminToken`] for a token that cannot be a header value;
+    /// [`ConfigError::InvalidSetting`] for a zero call timeout; [`ConfigError::HttpClient`] if
+    /// the HTTP client cannot be built.
+    pub fn build(self) -> Result<AdminClient, ConfigError> {
+        if self.call_timeout.is_zero() {
+            return Err(ConfigError::InvalidSetting(
+                "the call timeout must be above 0",
+            ));
+        }
+        let server_url = base_url(&self.server_url)?;
+        let admin_token = self
+            .admin_token
+            .map(|token| {
+                let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+                    .map_err(|_| ConfigError::InvalidAdminToken)?;
+                value.set_sensitive(true);
+                Ok::<_, ConfigError>(value)
+            })
+            .transpose()?;
+        let http = self.http.unwrap_or_else(default_client_builder);
+        Ok(AdminClient {
+            routes: Routes::new(&server_url)?,
+            server_url,
+            http: server_client(http.timeout(self.call_timeout))?,
+            admin_token,
+        })
+    }
+}
+
+impl fmt::Debug for AdminClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminClientBuilder")
+            .field("server_url", &redact_url(&self.server_url))
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| crate::REDACTED),
+            )
+            .field("custom_client", &self.http.is_some())
+            .field("call_timeout", &self.call_timeout)
+            .finish()
     }
 }
 

@@ -151,6 +151,15 @@ pub enum AuthError {
     },
 }
 
+impl From<jwthenticator_core::BaseUrlError> for ConfigError {
+    fn from(error: jwthenticator_core::BaseUrlError) -> Self {
+        match error {
+            jwthenticator_core::BaseUrlError::Invalid(error) => Self::InvalidServerUrl(error),
+            _ => Self::UnsupportedServerUrl,
+        }
+    }
+}
+
 impl AuthError {
     /// The HTTP status the server answered with, when that status is why the call failed.
     pub fn status(&self) -> Option<StatusCode> {

@@ -136,10 +136,7 @@ mod tests {
     use super::*;
 
     fn token_expiring_in(seconds: i64) -> String {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_secs() as i64;
+        let now = jwthenticator_core::now_unix();
         let payload = PAYLOAD_ENGINE.encode(format!(r#"{{"exp":{}}}"#, now + seconds));
         format!("eyJhbGciOiJSUzI1NiJ9.{payload}.c2ln")
     }

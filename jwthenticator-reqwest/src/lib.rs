@@ -13,7 +13,7 @@
 //! use reqwest_middleware::ClientBuilder;
 //!
 //! # async fn run(identifier: uuid::Uuid) -> Result<(), Box<dyn std::error::Error>> {
-//! let auth = JwtAuthMiddleware::new("https://auth.example.com/", identifier)
+//! let auth = JwtAuthMiddleware::builder("https://auth.example.com/", identifier)
 //!     .with_key("the-secret-key")
 //!     .with_allowed_hosts(["api.example.com"]) // who may see the JWT
 //!     .build()?;
@@ -27,6 +27,15 @@
 //! See [`JwtAuthMiddleware`] for what happens per request, and
 //! [`JwtAuthMiddlewareBuilder`] for the options: the host allow-list, a refresh margin, a
 //! listener that persists the refresh token across restarts, a call deadline.
+//!
+//! # Configuration
+//!
+//! Both types are made the same way, as the other JWThenticator crates' types are: a type that
+//! checks its configuration as a whole is made by `Type::builder(..)`, configured with
+//! consuming `with_*` setters (`with_http_client` among them, a `reqwest::ClientBuilder` here),
+//! and finished by `build()`, which returns a [`ConfigError`] for a configuration that cannot
+//! work: [`JwtAuthMiddleware::builder`] and [`AdminClient::builder`] (with
+//! [`AdminClient::new`] as the shorthand for the defaults).
 //!
 //! # Security
 //!
@@ -64,7 +73,7 @@ mod middleware;
 mod server;
 mod tokens;
 
-pub use admin::{AdminClient, AdminError};
+pub use admin::{AdminClient, AdminClientBuilder, AdminError};
 pub use error::{AuthError, ConfigError};
 pub use jwt::MalformedJwt;
 pub use middleware::{

@@ -6,14 +6,13 @@ use std::time::Duration;
 
 use http::Extensions;
 use http::header::AUTHORIZATION;
+use jwthenticator_core::{base_url, redact_url, route_url, routes};
 use reqwest::{Request, Response, StatusCode, Url};
 use reqwest_middleware::{Error, Middleware, Next, Result};
 use uuid::Uuid;
 
 use crate::jwt::Jwt;
-use crate::server::{
-    base_url, default_client_builder, is_https_or_loopback, redacted, route_url, server_client,
-};
+use crate::server::{default_client_builder, is_https_or_loopback, server_client};
 use crate::tokens::{TokenConfig, TokenListener, TokenManager, Tokens};
 use crate::{ConfigError, REDACTED};
 
@@ -22,7 +21,8 @@ use crate::{ConfigError, REDACTED};
 pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(60);
 
 /// The deadline of one call to the server, unless set with
-/// [`with_call_timeout`](JwtAuthMiddlewareBuilder::with_call_timeout).
+/// [`JwtAuthMiddlewareBuilder::with_call_timeout`] or
+/// [`AdminClientBuilder::with_call_timeout`](crate::AdminClientBuilder::with_call_timeout).
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A [`reqwest_middleware::Middleware`] that authenticates requests with a JWT from a
@@ -64,7 +64,7 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// use reqwest_middleware::ClientBuilder;
 ///
 /// # async fn run(identifier: uuid::Uuid) -> Result<(), Box<dyn std::error::Error>> {
-/// let auth = JwtAuthMiddleware::new("https://auth.example.com/", identifier)
+/// let auth = JwtAuthMiddleware::builder("https://auth.example.com/", identifier)
 ///     .with_key("the-secret-key")
 ///     .with_allowed_hosts(["api.example.com"])
 ///     .with_token_listener(|tokens| {
@@ -109,11 +109,7 @@ impl JwtAuthMiddleware {
     /// [`with_refresh_token`](JwtAuthMiddlewareBuilder::with_refresh_token) or
     /// [`with_jwt`](JwtAuthMiddlewareBuilder::with_jwt), then
     /// [`build`](JwtAuthMiddlewareBuilder::build).
-    #[expect(
-        clippy::new_ret_no_self,
-        reason = "the documented entry point is `JwtAuthMiddleware::new(..).with_key(..).build()`"
-    )]
-    pub fn new(server_url: impl Into<String>, identifier: Uuid) -> JwtAuthMiddlewareBuilder {
+    pub fn builder(server_url: impl Into<String>, identifier: Uuid) -> JwtAuthMiddlewareBuilder {
         JwtAuthMiddlewareBuilder {
             server_url: server_url.into(),
             identifier,
@@ -179,7 +175,7 @@ impl fmt::Debug for JwtAuthMiddleware {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let shared = &self.shared;
         f.debug_struct("JwtAuthMiddleware")
-            .field("server_url", &redacted(&shared.server_url))
+            .field("server_url", &redact_url(shared.server_url.as_str()))
             .field("identifier", &shared.tokens.identifier())
             .field("refresh_margin", &shared.tokens.refresh_margin())
             .field("hosts", &shared.hosts)
@@ -189,7 +185,7 @@ impl fmt::Debug for JwtAuthMiddleware {
     }
 }
 
-/// Configures a [`JwtAuthMiddleware`]; made by [`JwtAuthMiddleware::new`].
+/// Configures a [`JwtAuthMiddleware`]; made by [`JwtAuthMiddleware::builder`].
 ///
 /// `Debug` shows which credentials are set, never their values.
 #[must_use]
@@ -339,8 +335,10 @@ impl JwtAuthMiddlewareBuilder {
         if !self.insecure_http && !is_https_or_loopback(&server_url) {
             return Err(ConfigError::InsecureServerUrl);
         }
-        let authenticate_url = route_url(&server_url, "authenticate")?;
-        let refresh_url = route_url(&server_url, "refresh")?;
+        let authenticate_url =
+            route_url(&server_url, routes::AUTHENTICATE).map_err(ConfigError::InvalidServerUrl)?;
+        let refresh_url =
+            route_url(&server_url, routes::REFRESH).map_err(ConfigError::InvalidServerUrl)?;
         let jwt = self
             .jwt
             .map(|jwt| Jwt::parse(jwt, self.refresh_margin))
@@ -387,7 +385,7 @@ impl JwtAuthMiddlewareBuilder {
 impl fmt::Debug for JwtAuthMiddlewareBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let server_url = Url::parse(&self.server_url)
-            .map(|url| redacted(&url))
+            .map(|url| redact_url(url.as_str()))
             .unwrap_or_else(|_| REDACTED.to_owned());
         f.debug_struct("JwtAuthMiddlewareBuilder")
             .field("server_url", &server_url)

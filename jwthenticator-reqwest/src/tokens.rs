@@ -13,6 +13,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use http::HeaderValue;
+use jwthenticator_core::routes::{AUTHENTICATE, REFRESH};
 use jwthenticator_core::{AuthRequest, RefreshRequest, TokenResponse};
 use reqwest::{StatusCode, Url};
 use serde::Serialize;
@@ -24,8 +25,6 @@ use crate::AuthError;
 use crate::jwt::Jwt;
 use crate::server::{error_message, error_response};
 
-pub(crate) const AUTHENTICATE: &str = "/authenticate";
-pub(crate) const REFRESH: &str = "/refresh";
 /// The `error` code of the server's own refusal of a key (`/authenticate`).
 const KEY_REFUSED: &str = "invalid_key";
 /// The `error` code of the server's own refusal of a refresh token (`/refresh`).

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use jwthenticator_core::Algorithm;
+use jwthenticator_core::redact_url;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
@@ -236,22 +237,6 @@ fn keygen(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:[redacted]@host/db`.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => {
-                    format!("{}{user}:[redacted]{}", &url[..scheme_end + 3], &url[at..])
-                }
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
 async fn check_config(config: &Config) -> anyhow::Result<ExitCode> {
     report(&format!("{config:#?}"))?;
     let mut problems = Vec::new();
@@ -408,16 +393,6 @@ async fn healthcheck(config: &Config) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_redacted_from_database_urls() {
-        assert_eq!(
-            redact_url("postgres://u:hunter2@h:5432/db"),
-            "postgres://u:[redacted]@h:5432/db"
-        );
-        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
-    }
 
     #[test]
     fn no_command_means_serve_and_options_stay_top_level() {

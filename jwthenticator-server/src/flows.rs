@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use jwthenticator_core::TokenResponse;
+use jwthenticator_core::saturating_seconds;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -60,10 +61,6 @@ fn new_refresh_token() -> Result<String, ApiError> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
-fn seconds(value: u64) -> Duration {
-    Duration::seconds(i64::try_from(value).unwrap_or(i64::MAX / 1000))
-}
-
 impl AppState {
     /// `/authenticate`: a registered, live, unrevoked key gets a JWT and a new refresh token.
     pub(crate) async fn authenticate(
@@ -90,7 +87,8 @@ impl AppState {
             .insert_refresh_token(NewRefreshToken {
                 token_hash: &hash_secret(&refresh_token),
                 key_id: record.id,
-                expires_at: now + seconds(self.issue.refresh_token_expiry),
+                expires_at: now
+                    + Duration::seconds(saturating_seconds(self.issue.refresh_token_expiry)),
                 family_id: Uuid::new_v4(),
             })
             .await?;
@@ -195,7 +193,7 @@ impl AppState {
         identifier: Uuid,
         now: DateTime<Utc>,
     ) -> Result<Outcome, ApiError> {
-        let grace = seconds(self.security.refresh_token_reuse_grace);
+        let grace = Duration::seconds(saturating_seconds(self.security.refresh_token_reuse_grace));
         let successor = token
             .successor_sealed
             .as_deref()

@@ -5,11 +5,12 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
-use jwthenticator_core::{BearerError, TokenCache, Verifier, VerifyErrorKind, parse_bearer};
+use jwthenticator_core::{
+    BearerError, TokenCache, Verifier, VerifyErrorKind, now_unix, parse_bearer,
+};
 use serde::de::DeserializeOwned;
 
 use crate::error::AuthError;
@@ -101,25 +102,16 @@ where
                 _ => Check::Done(Err(AuthError::keys_unavailable(self.keys.retry_after()))),
             };
         };
-        let now = now_unix();
-        let cache = self
-            .tokens
-            .as_ref()
-            .map(|tokens| (tokens, TokenCache::<C>::hash(token)));
-        if let Some((tokens, hash)) = &cache
-            && let Some(claims) = tokens.get(hash, keys.epoch, now, keys.verifier.leeway())
-        {
-            return Check::Done(Ok(claims));
-        }
         // The verifier checks everything, required claims included, so what it accepts may be
         // cached.
-        match keys.verifier.verify_as_with_exp_at::<C>(token, now) {
-            Ok((claims, exp)) => {
-                if let Some((tokens, hash)) = cache {
-                    tokens.insert(hash, claims.clone(), exp, keys.epoch);
-                }
-                Check::Done(Ok(claims))
-            }
+        match keys.verifier.verify_cached_at(
+            token,
+            now_unix(),
+            self.tokens.as_ref(),
+            keys.epoch,
+            |claims: C| claims,
+        ) {
+            Ok(claims) => Check::Done(Ok(claims)),
             Err(error)
                 if error.kind() == VerifyErrorKind::UnknownKeyId
                     && may_refetch
@@ -159,10 +151,4 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
             error.to_string(),
         )),
     }
-}
-
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

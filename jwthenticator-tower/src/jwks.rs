@@ -182,7 +182,7 @@ impl KeyStore {
         Self {
             current: ArcSwapOption::empty(),
             remote: Some(Remote {
-                shown_url: redacted(&url),
+                shown_url: jwthenticator_core::redact_url(url.as_str()),
                 url,
                 client,
                 policy,
@@ -429,16 +429,6 @@ impl std::fmt::Debug for Remote {
             .field("fetches", &self.completed.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
-}
-
-/// `url` without its password.
-pub(crate) fn redacted(url: &Url) -> String {
-    let mut url = url.clone();
-    if url.password().is_some() {
-        // Only fails for URLs that cannot have a password, and this one has one.
-        let _ = url.set_password(Some("***"));
-    }
-    url.to_string()
 }
 
 impl Remote {

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jwthenticator_core::{Algorithm, Claims, DEFAULT_LEEWAY_SECS, Jwk, Jwks, TokenCache, Verifier};
+use jwthenticator_core::{
+    Algorithm, BaseUrlError, Claims, DEFAULT_LEEWAY_SECS, Jwk, Jwks, TokenCache, Verifier,
+    base_url, route_url, routes,
+};
 use serde::de::DeserializeOwned;
 use tower_layer::Layer;
 use url::Url;
@@ -64,7 +67,7 @@ enum Source {
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let source: &dyn fmt::Debug = match &self.source {
-            Source::Url(url) => &format_args!("{}", crate::jwks::redacted(url)),
+            Source::Url(url) => &jwthenticator_core::redact_url(url.as_str()),
             Source::Fixed(jwks) => jwks,
         };
         f.debug_struct("Config")
@@ -122,14 +125,15 @@ impl JwtAuth {
 
     /// [`JwtAuth::new`], with an error for a URL that is not an absolute `http` or `https` URL.
     pub fn try_new(server_base_url: impl AsRef<str>) -> Result<Self, ConfigError> {
-        let mut base = parse_http_url(server_base_url.as_ref())?;
-        if !base.path().ends_with('/') {
-            let path = format!("{}/", base.path());
-            base.set_path(&path);
-        }
-        let url = base
-            .join("jwks")
-            .map_err(|e| invalid_url(server_base_url.as_ref(), &e))?;
+        let text = server_base_url.as_ref();
+        let url = base_url(text)
+            .map_err(|error| match error {
+                BaseUrlError::Invalid(error) => invalid_url(text, &error),
+                _ => not_http(text),
+            })
+            .and_then(|base| {
+                route_url(&base, routes::JWKS).map_err(|error| invalid_url(text, &error))
+            })?;
         Ok(Self::with_source(Source::Url(url)))
     }
 
@@ -501,12 +505,16 @@ fn default_client() -> reqwest::Client {
 fn parse_http_url(text: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(text).map_err(|e| invalid_url(text, &e))?;
     if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
-        return Err(ConfigError::InvalidUrl {
-            url: text.to_owned(),
-            reason: "not an absolute http or https URL".to_owned(),
-        });
+        return Err(not_http(text));
     }
     Ok(url)
+}
+
+fn not_http(text: &str) -> ConfigError {
+    ConfigError::InvalidUrl {
+        url: text.to_owned(),
+        reason: BaseUrlError::Unsupported.to_string(),
+    }
 }
 
 fn invalid_url(text: &str, error: &url::ParseError) -> ConfigError {

@@ -16,6 +16,17 @@
 //! request waits on the network while the keys are fresh: a token is checked in microseconds,
 //! and a token seen before is found in a cache of verified tokens.
 //!
+//! # Configuration
+//!
+//! A layer is its own configuration, as tower-http's layers are: [`JwtAuth::new`] (or
+//! `from_jwks_url`, `from_jwks`, ...) makes one, and consuming `with_*` methods configure it,
+//! those that can refuse a value returning `Result<Self, ConfigError>`. The other JWThenticator
+//! crates use the same `with_*` setters; a type that checks its whole configuration before it
+//! can work is made there by `Type::builder(..)` and finished by `build()` (core's
+//! `Verifier::builder()`, the reqwest crate's `JwtAuthMiddleware::builder`). `with_http_client`
+//! is a setter everywhere; here it takes a `reqwest::Client`, because a layer is `Clone` and a
+//! `reqwest::ClientBuilder` is not.
+//!
 //! # Rejections
 //!
 //! Rejections are responses, as RFC 6750 says (never 400 or 500): 401 with

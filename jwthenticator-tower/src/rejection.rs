@@ -13,6 +13,7 @@
 
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, request::Parts};
+use jwthenticator_core::BearerChallenge;
 
 use crate::error::{AuthError, AuthErrorKind};
 
@@ -53,8 +54,6 @@ pub struct DefaultRejection {
 
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
-/// Longest `error_description` sent, in characters; the rest of a long message is cut.
-const MAX_DESCRIPTION_LEN: usize = 200;
 
 impl DefaultRejection {
     /// RFC 6750 responses, and gRPC statuses for gRPC requests.
@@ -82,12 +81,10 @@ impl DefaultRejection {
                     .insert(RETRY_AFTER, HeaderValue::from(seconds));
             }
             AuthErrorKind::InvalidToken(_) => {
-                let challenge = format!(
-                    "Bearer error=\"invalid_token\", error_description=\"{}\"",
-                    error_description(&error.to_string())
-                );
+                let challenge = BearerChallenge::invalid_token(&error.to_string()).to_string();
                 headers.insert(
                     WWW_AUTHENTICATE,
+                    // A challenge is visible ASCII, so the fallback is never used.
                     HeaderValue::try_from(challenge)
                         .unwrap_or(HeaderValue::from_static("Bearer error=\"invalid_token\"")),
                 );
@@ -150,21 +147,6 @@ pub(crate) fn reject<ReqBody, ResBody, R: BuildRejection<ResBody>>(
     response
 }
 
-/// `error_description` may hold only visible ASCII other than `"` and `\` (RFC 6750 section
-/// 3); a message echoing attacker-chosen header values is made to fit, and cut short.
-fn error_description(message: &str) -> String {
-    message
-        .chars()
-        .take(MAX_DESCRIPTION_LEN)
-        .map(|c| match c {
-            '"' => '\'',
-            '\\' => '/',
-            ' ' | '!' | '#'..='[' | ']'..='~' => c,
-            _ => '?',
-        })
-        .collect()
-}
-
 /// `grpc-message` is percent-encoded UTF-8 (gRPC over HTTP/2 spec).
 fn grpc_message(message: &str) -> String {
     let mut encoded = String::with_capacity(message.len());
@@ -181,20 +163,6 @@ fn grpc_message(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_description_holds_no_quote_backslash_or_control_character() {
-        let described = error_description("alg `\"x\\y\u{7}\u{e9}` is not accepted");
-        assert_eq!(described, "alg `'x/y??` is not accepted");
-    }
-
-    #[test]
-    fn error_description_is_cut_short() {
-        assert_eq!(
-            error_description(&"a".repeat(1_000)).len(),
-            MAX_DESCRIPTION_LEN
-        );
-    }
 
     #[test]
     fn grpc_message_is_percent_encoded() {

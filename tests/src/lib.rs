@@ -3,13 +3,12 @@
 //! Integration tests of this package pass `env!("CARGO_BIN_EXE_jwthenticator-server-e2e")`,
 //! the server's own `main.rs` built as a binary of this package.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use sqlx::{Connection, PgConnection};
-use tokio::process::{Child, Command};
+use jwthenticator_test_support::ChildProcess;
+pub use jwthenticator_test_support::{PgDatabase, free_port};
+use tokio::process::Command;
 
 /// Every configuration variable the server reads (from its clap definition, so a new one
 /// cannot be missed), cleared so the caller's environment cannot leak into a test.
@@ -30,8 +29,7 @@ pub const KEY_HASH_SECRET: &str = "the-tests-key-hash-secret-of-32-characters-or
 #[derive(Debug)]
 pub struct TestServer {
     base_url: String,
-    child: Child,
-    log_path: PathBuf,
+    process: ChildProcess,
     dir: tempfile::TempDir,
 }
 
@@ -43,14 +41,6 @@ pub struct TestServerBuilder {
     env: Vec<(String, String)>,
     health_path: String,
     port: Option<u16>,
-}
-
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free loopback port")
 }
 
 impl TestServer {
@@ -81,22 +71,12 @@ impl TestServer {
 
     /// Everything the server logged so far.
     pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+        self.process.logs()
     }
 
     /// Sends SIGTERM and waits for the process to end; returns whether it exited successfully.
     pub async fn terminate(mut self) -> bool {
-        if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status()
-                .await;
-        }
-        match tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await {
-            Ok(Ok(status)) => status.success(),
-            _ => false,
-        }
+        self.process.terminate(Duration::from_secs(20)).await
     }
 }
 
@@ -128,8 +108,6 @@ impl TestServerBuilder {
     pub async fn start(self) -> TestServer {
         let dir = tempfile::tempdir().expect("temporary directory");
         let port = self.port.unwrap_or_else(free_port);
-        let log_path = dir.path().join("server.log");
-        let log = std::fs::File::create(&log_path).expect("log file");
         let mut command = Command::new(&self.binary);
         for name in server_variables() {
             command.env_remove(name);
@@ -140,110 +118,19 @@ impl TestServerBuilder {
             .env("DATA_DIR", dir.path())
             .env("RUST_LOG", "info")
             .env("KEY_HASH_SECRET", KEY_HASH_SECRET)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log file"))
-            .stderr(log)
-            .kill_on_drop(true);
-        let child = command.spawn().expect("start the server binary");
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let process = ChildProcess::spawn("the server", command, dir.path().join("server.log"));
         let mut server = TestServer {
             base_url: format!("http://127.0.0.1:{port}"),
-            child,
-            log_path,
+            process,
             dir,
         };
-        let client = reqwest::Client::new();
-        for _ in 0..300 {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("the server exited with {status}:\n{}", server.logs());
-            }
-            if let Ok(response) = client.get(server.url(&self.health_path)).send().await
-                && response.status().is_success()
-            {
-                return server;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "the server did not answer {} within 30 s:\n{}",
-            self.health_path,
-            server.logs()
-        );
-    }
-}
-
-/// The PostgreSQL server of the tests; `TEST_POSTGRES_URL` overrides it.
-pub fn admin_url() -> String {
-    std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// A database of its own on the test PostgreSQL server, dropped (with its connections) on drop.
-#[derive(Debug)]
-pub struct PgDatabase {
-    name: String,
-    /// `user[:pass]@host:port` of the server, without scheme or database.
-    authority: String,
-}
-
-impl PgDatabase {
-    /// A database name no other test uses; `create` makes it, `named` only names it.
-    pub fn named(prefix: &str) -> Self {
-        let admin = admin_url();
-        let (_, rest) = admin
-            .split_once("://")
-            .expect("TEST_POSTGRES_URL has a scheme");
-        let authority = rest.split('/').next().unwrap_or(rest).to_owned();
-        Self {
-            name: format!("{prefix}_{}", uuid::Uuid::new_v4().simple()),
-            authority,
-        }
-    }
-
-    /// Creates an empty database.
-    pub async fn create(prefix: &str) -> Self {
-        let database = Self::named(prefix);
-        let mut admin = PgConnection::connect(&admin_url())
-            .await
-            .expect("PostgreSQL must run at TEST_POSTGRES_URL or 127.0.0.1:5432");
-        sqlx::query(&format!("CREATE DATABASE {}", database.name))
-            .execute(&mut admin)
-            .await
-            .expect("create database");
-        database
-    }
-
-    /// The database's URL with the given scheme, e.g. `postgresql+asyncpg`.
-    pub fn url(&self, scheme: &str) -> String {
-        format!("{scheme}://{}/{}", self.authority, self.name)
-    }
-
-    /// A connection to the database.
-    pub async fn connect(&self) -> PgConnection {
-        PgConnection::connect(&self.url("postgres"))
-            .await
-            .expect("connect to the test database")
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let name = std::mem::take(&mut self.name);
-        // Drop runs outside async; a short-lived thread with its own runtime cleans up.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                if let Ok(mut admin) = PgConnection::connect(&admin_url()).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut admin)
-                        .await;
-                }
-            });
-        })
-        .join();
+        let health = server.url(&self.health_path);
+        server
+            .process
+            .wait_until_healthy(&health, Duration::from_secs(30))
+            .await;
+        server
     }
 }
 

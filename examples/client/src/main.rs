@@ -31,10 +31,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // Provisioning: a new identity and a random key, registered through the internal API.
     let identifier = uuid::Uuid::new_v4();
     let key = uuid::Uuid::new_v4().simple().to_string();
-    let mut admin = AdminClient::new(&server)?;
+    let mut admin = AdminClient::builder(&server);
     if let Ok(token) = std::env::var("ADMIN_TOKEN") {
-        admin = admin.with_admin_token(&token)?;
+        admin = admin.with_admin_token(token);
     }
+    let admin = admin.build()?;
     admin.register_key(&key, identifier).await?;
 
     // The device: every request to the service carries a valid JWT, and nothing else gets it.
@@ -46,7 +47,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         Ok(value) => value.parse()?,
         Err(_) => false,
     };
-    let auth = JwtAuthMiddleware::new(&server, identifier)
+    let auth = JwtAuthMiddleware::builder(&server, identifier)
         .with_key(key)
         .with_allowed_hosts([service_host])
         .with_insecure_http(insecure_http)

@@ -4,12 +4,15 @@ use jwthenticator_reqwest::{AdminClient, AdminError, ConfigError};
 use reqwest::StatusCode;
 use uuid::Uuid;
 
-use crate::support::{Setup, http_client};
+use crate::support::{Setup, http_client_builder};
 
 #[tokio::test]
 async fn register_key_then_is_key_registered() {
     let setup = Setup::new();
-    let admin = AdminClient::with_http_client(setup.server.url(), http_client()).unwrap();
+    let admin = AdminClient::builder(setup.server.url())
+        .with_http_client(http_client_builder())
+        .build()
+        .unwrap();
 
     assert!(!admin.is_key_registered("new-key").await.unwrap());
     admin.register_key("new-key", Uuid::new_v4()).await.unwrap();
@@ -20,7 +23,10 @@ async fn register_key_then_is_key_registered() {
 #[tokio::test]
 async fn admin_client_keeps_the_path_prefix() {
     let setup = Setup::new();
-    let admin = AdminClient::with_http_client(setup.server.prefixed_url(), http_client()).unwrap();
+    let admin = AdminClient::builder(setup.server.prefixed_url())
+        .with_http_client(http_client_builder())
+        .build()
+        .unwrap();
 
     admin
         .register_key("prefixed-key", Uuid::new_v4())
@@ -35,7 +41,10 @@ async fn error_status_carries_the_server_message() {
     setup
         .server
         .fail_register_key(StatusCode::BAD_REQUEST, Some("identifier: not a UUID"));
-    let admin = AdminClient::with_http_client(setup.server.url(), http_client()).unwrap();
+    let admin = AdminClient::builder(setup.server.url())
+        .with_http_client(http_client_builder())
+        .build()
+        .unwrap();
 
     let err = admin
         .register_key("s3cret-key", Uuid::new_v4())
@@ -64,7 +73,10 @@ async fn error_status_without_a_json_body_has_no_message() {
     setup
         .server
         .fail_register_key(StatusCode::INTERNAL_SERVER_ERROR, None);
-    let admin = AdminClient::with_http_client(setup.server.url(), http_client()).unwrap();
+    let admin = AdminClient::builder(setup.server.url())
+        .with_http_client(http_client_builder())
+        .build()
+        .unwrap();
 
     let err = admin.register_key("k", Uuid::new_v4()).await.unwrap_err();
 
@@ -76,7 +88,10 @@ async fn error_status_without_a_json_body_has_no_message() {
 async fn register_key_expects_201_not_just_success() {
     let setup = Setup::new();
     setup.server.fail_register_key(StatusCode::OK, None);
-    let admin = AdminClient::with_http_client(setup.server.url(), http_client()).unwrap();
+    let admin = AdminClient::builder(setup.server.url())
+        .with_http_client(http_client_builder())
+        .build()
+        .unwrap();
 
     let err = admin.register_key("k", Uuid::new_v4()).await.unwrap_err();
 
@@ -91,8 +106,10 @@ async fn unreachable_server_is_a_transport_error() {
         .local_addr()
         .unwrap()
         .port();
-    let admin =
-        AdminClient::with_http_client(format!("http://127.0.0.1:{port}/"), http_client()).unwrap();
+    let admin = AdminClient::builder(format!("http://127.0.0.1:{port}/"))
+        .with_http_client(http_client_builder())
+        .build()
+        .unwrap();
 
     let err = admin.is_key_registered("k").await.unwrap_err();
 
@@ -104,4 +121,26 @@ async fn unreachable_server_is_a_transport_error() {
 fn admin_client_rejects_a_non_http_url() {
     let err = AdminClient::new("ftp://example.com/").unwrap_err();
     assert!(matches!(err, ConfigError::UnsupportedServerUrl), "{err:?}");
+}
+
+#[test]
+fn admin_client_builder_checks_the_token_and_the_deadline_and_hides_the_token() {
+    let err = AdminClient::builder("http://127.0.0.1:1/")
+        .with_admin_token("line\nbreak")
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, ConfigError::InvalidAdminToken), "{err:?}");
+
+    let err = AdminClient::builder("http://127.0.0.1:1/")
+        .with_call_timeout(std::time::Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, ConfigError::InvalidSetting(_)), "{err:?}");
+
+    let builder =
+        AdminClient::builder("http://127.0.0.1:1/").with_admin_token("s3cret-admin-token");
+    let shown_builder = format!("{builder:?}");
+    let shown = format!("{shown_builder} {:?}", builder.build().unwrap());
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(shown.contains("admin_token"), "{shown}");
 }

@@ -68,7 +68,7 @@ async fn jwt_is_attached_only_for_allowed_hosts() {
 #[tokio::test]
 async fn without_allowed_hosts_or_any_host_the_middleware_does_not_build() {
     let setup = Setup::new();
-    let err = JwtAuthMiddleware::new(setup.server.url(), setup.identifier)
+    let err = JwtAuthMiddleware::builder(setup.server.url(), setup.identifier)
         .with_key(setup.server.key())
         .build()
         .expect_err("the hosts are required");
@@ -87,7 +87,7 @@ async fn without_allowed_hosts_or_any_host_the_middleware_does_not_build() {
 async fn with_any_host_every_host_gets_the_jwt() {
     let setup = Setup::new();
     let third_party = FakeTarget::start();
-    let anywhere = JwtAuthMiddleware::new(setup.server.url(), setup.identifier)
+    let anywhere = JwtAuthMiddleware::builder(setup.server.url(), setup.identifier)
         .with_key(setup.server.key())
         .with_http_client(http_client_builder())
         .with_any_host(true)
@@ -151,7 +151,7 @@ async fn debug_output_shows_no_secrets() {
         .server
         .url()
         .replace("http://", "http://admin:s3cret-password@");
-    let builder = JwtAuthMiddleware::new(server_url, setup.identifier)
+    let builder = JwtAuthMiddleware::builder(server_url, setup.identifier)
         .with_key(setup.server.key())
         .with_refresh_token(refresh_token.clone())
         .with_jwt(jwt.clone())

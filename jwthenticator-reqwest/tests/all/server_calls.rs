@@ -24,7 +24,7 @@ async fn failure(client: &reqwest_middleware::ClientWithMiddleware, url: &str) -
 fn plain_http_to_a_host_that_is_not_loopback_needs_the_explicit_opt_in() {
     let identifier = uuid::Uuid::new_v4();
     let builder = || {
-        JwtAuthMiddleware::new("http://jwthenticator:8080/", identifier)
+        JwtAuthMiddleware::builder("http://jwthenticator:8080/", identifier)
             .with_key("the-key")
             .with_allowed_hosts(["api"])
     };
@@ -41,7 +41,7 @@ fn plain_http_to_a_host_that_is_not_loopback_needs_the_explicit_opt_in() {
         "http://127.0.0.1:8080/",
         "http://[::1]:8080/",
     ] {
-        JwtAuthMiddleware::new(url, identifier)
+        JwtAuthMiddleware::builder(url, identifier)
             .with_key("the-key")
             .with_any_host(true)
             .build()

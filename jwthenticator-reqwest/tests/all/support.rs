@@ -1,6 +1,5 @@
 //! What every test needs: fake servers, HTTP clients and a middleware factory.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use jwthenticator_reqwest::{JwtAuthMiddleware, JwtAuthMiddlewareBuilder, Tokens};
@@ -10,22 +9,8 @@ use uuid::Uuid;
 use crate::fake_target::FakeTarget;
 use crate::fake_token_server::FakeTokenServer;
 
-/// Serves `app` on a fresh loopback port for the rest of the test, on the test's runtime.
-///
-/// The servers share the test's clock: a paused clock jumps to the next timer whenever the
-/// runtime has nothing to do, and only when the servers answer on the same runtime is there
-/// always something to do until they have answered. (On a runtime of their own, every
-/// deadline of a call would fire while the answer is on its way.)
-pub(crate) fn serve(app: axum::Router) -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    listener.set_nonblocking(true).expect("non-blocking");
-    let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(async move {
-        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-        axum::serve(listener, app).await.expect("serve");
-    });
-    addr
-}
+/// Serves `app` on loopback on the test's runtime, so the servers share the test's clock.
+pub(crate) use jwthenticator_test_support::serve;
 
 /// A plain client builder for loopback. No idle-pool timer: with a paused clock the runtime
 /// jumps to the next timer whenever it waits, and a pool timer would make time run away.
@@ -73,7 +58,7 @@ impl Setup {
 
     /// [`Setup::middleware`] without credentials.
     pub(crate) fn middleware_without_key(&self) -> JwtAuthMiddlewareBuilder {
-        JwtAuthMiddleware::new(self.server.url(), self.identifier)
+        JwtAuthMiddleware::builder(self.server.url(), self.identifier)
             .with_http_client(http_client_builder())
             .with_allowed_hosts([self.target.addr().to_string()])
     }

@@ -45,7 +45,7 @@ async fn later_requests_reuse_the_jwt() {
 #[tokio::test]
 async fn path_prefix_of_the_server_url_is_kept() {
     let setup = Setup::new();
-    let middleware = JwtAuthMiddleware::new(setup.server.prefixed_url(), setup.identifier)
+    let middleware = JwtAuthMiddleware::builder(setup.server.prefixed_url(), setup.identifier)
         .with_key(setup.server.key())
         .with_http_client(http_client_builder())
         .with_allowed_hosts([setup.target.addr().to_string()])
@@ -364,7 +364,7 @@ async fn token_listener_is_told_of_every_change() {
 
 #[test]
 fn building_without_credentials_fails_clearly() {
-    let err = JwtAuthMiddleware::new("http://127.0.0.1:1/", uuid::Uuid::new_v4())
+    let err = JwtAuthMiddleware::builder("http://127.0.0.1:1/", uuid::Uuid::new_v4())
         .build()
         .unwrap_err();
     assert!(matches!(err, ConfigError::MissingCredentials), "{err:?}");
@@ -377,14 +377,14 @@ fn building_without_credentials_fails_clearly() {
 #[test]
 fn building_with_a_malformed_jwt_or_url_fails() {
     let identifier = uuid::Uuid::new_v4();
-    let err = JwtAuthMiddleware::new("http://127.0.0.1:1/", identifier)
+    let err = JwtAuthMiddleware::builder("http://127.0.0.1:1/", identifier)
         .with_jwt("s3cret-not-a-jwt")
         .build()
         .unwrap_err();
     assert!(matches!(err, ConfigError::InvalidJwt(_)), "{err:?}");
     assert!(!format!("{err:?} {err}").contains("s3cret"));
 
-    let err = JwtAuthMiddleware::new("not a url", identifier)
+    let err = JwtAuthMiddleware::builder("not a url", identifier)
         .with_key("k")
         .build()
         .unwrap_err();

@@ -9,6 +9,7 @@ use jwthenticator_core::{
     KeyListResponse, KeyRequest, RefreshRequest, RevocationResponse, RevokeRefreshTokenRequest,
     TokenResponse, VerifyError, parse_bearer,
 };
+use jwthenticator_core::{BearerChallenge, saturating_seconds};
 use poem::web::Data;
 use poem::{IntoResponse, Request};
 use poem_openapi::param::Query;
@@ -309,10 +310,6 @@ impl GeneralApi {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct InternalApi;
 
-fn seconds(value: u64) -> Duration {
-    Duration::seconds(i64::try_from(value).unwrap_or(i64::MAX / 1000))
-}
-
 fn revocation(revoked: Revoked) -> RevokeResponse {
     metrics::counter!("jwthenticator_revocations_total", "kind" => "key").increment(revoked.keys);
     metrics::counter!("jwthenticator_revocations_total", "kind" => "refresh_token")
@@ -343,7 +340,7 @@ impl InternalApi {
                 ))));
             }
         };
-        let expires_at = Utc::now() + seconds(state.issue.key_expiry);
+        let expires_at = Utc::now() + Duration::seconds(saturating_seconds(state.issue.key_expiry));
         let registration = state
             .store
             .register_key(&hashes, body.identifier, expires_at)
@@ -651,10 +648,7 @@ impl ExternalApi {
             }
             Err(err) => {
                 let body = rejected("validate_request", &err);
-                let challenge = format!(
-                    "Bearer error=\"invalid_token\", error_description=\"{}\"",
-                    body.message.replace(['"', '\\'], "'")
-                );
+                let challenge = BearerChallenge::invalid_token(&body.message).to_string();
                 ValidateRequestResponse::Unauthorized(Json(body), challenge)
             }
         }

@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use chrono::Utc;
-use jwthenticator_core::{TokenCache, Verifier, VerifyError};
+use jwthenticator_core::{Claims, TokenCache, Verifier, VerifyError};
 
 use super::set::KeySet;
 use super::signer::Signer;
@@ -77,22 +77,9 @@ impl ActiveKeys {
     /// answer.
     pub fn validate(&self, token: &str) -> Result<(), VerifyError> {
         let now = Utc::now().timestamp();
-        let cached = self
-            .validated
-            .as_ref()
-            .map(|validated| (validated, TokenCache::<()>::hash(token)));
-        if let Some((validated, hash)) = &cached
-            && validated
-                .get(hash, 0, now, self.verifier.leeway())
-                .is_some()
-        {
-            return Ok(());
-        }
-        let claims = self.verifier.verify_at(token, now)?;
-        if let Some((validated, hash)) = cached {
-            validated.insert(hash, (), claims.exp, 0);
-        }
-        Ok(())
+        let cache = self.validated.as_ref();
+        self.verifier
+            .verify_cached_at(token, now, cache, 0, |_: Claims| ())
     }
 
     /// The signer and the published keys.

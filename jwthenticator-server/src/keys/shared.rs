@@ -35,6 +35,7 @@ use anyhow::{anyhow, bail};
 use aws_lc_rs::aead::LessSafeKey;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use jwthenticator_core::Algorithm;
+use jwthenticator_core::saturating_seconds;
 
 use super::active::{ActiveKeys, VerifierSettings};
 use super::material::PrivateKey;
@@ -81,12 +82,12 @@ impl SharedKeySettings {
             secret,
             algorithm: config.jwt_algorithm,
             rsa_bits: config.rsa_key_size,
-            period: seconds(shared.key_rotation_period),
-            prepublish: seconds(shared.key_rotation_prepublish)
-                .max(seconds(shared.key_refresh_interval.max(1)).saturating_mul(2)),
-            retention: seconds(config.jwt_lease_time)
-                .saturating_add(seconds(config.jwt_leeway))
-                .saturating_add(seconds(shared.key_refresh_interval)),
+            period: saturating_seconds(shared.key_rotation_period),
+            prepublish: saturating_seconds(shared.key_rotation_prepublish)
+                .max(saturating_seconds(shared.key_refresh_interval.max(1)).saturating_mul(2)),
+            retention: saturating_seconds(config.jwt_lease_time)
+                .saturating_add(saturating_seconds(config.jwt_leeway))
+                .saturating_add(saturating_seconds(shared.key_refresh_interval)),
             refresh_interval: Duration::from_secs(shared.key_refresh_interval.max(1)),
             verifier: VerifierSettings::from_config(config),
         }
@@ -117,10 +118,6 @@ impl fmt::Debug for SharedKeys {
 struct Opened {
     row: SigningKeyRow,
     key: PrivateKey,
-}
-
-fn seconds(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX / 4)
 }
 
 fn naive(unix: i64) -> NaiveDateTime {

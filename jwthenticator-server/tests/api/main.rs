@@ -9,6 +9,7 @@ mod key_storage;
 mod keys;
 mod ops;
 mod request_errors;
+mod routes;
 mod security;
 mod shared_keys;
 mod signing;

@@ -10,27 +10,18 @@ use jwthenticator_server::{App, Config};
 use poem::endpoint::BoxEndpoint;
 use poem::test::TestClient;
 use serde_json::Value;
-use sqlx::Connection;
 use uuid::Uuid;
 
-/// Where a test's data lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Backend {
-    Sqlite,
-    Postgres,
-}
+/// The fixtures every suite shares: a fresh database per test on either backend.
+pub(crate) use jwthenticator_test_support::{
+    Backend, TestDatabase as Database, postgres_admin_url,
+};
 
 /// A key long enough to register (`MIN_KEY_LENGTH` is 16 by default).
 pub(crate) const KEY: &str = "a-device-secret-key";
 
 /// The `KEY_HASH_SECRET` of every test app on PostgreSQL, where it is required.
 pub(crate) const KEY_HASH_SECRET: &str = "a-test-key-hash-secret-of-32-characters-or-more";
-
-/// PostgreSQL server used by the tests; `TEST_POSTGRES_URL` overrides it.
-pub(crate) fn postgres_admin_url() -> String {
-    std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
 
 /// One RSA key for the whole test binary (generation is the slow part).
 pub(crate) fn private_key_pem() -> &'static str {
@@ -48,69 +39,6 @@ pub(crate) fn attacker_key_pem() -> &'static str {
         let key = jwthenticator_server::keys::generate_rsa(2048).expect("generate");
         jwthenticator_server::keys::private_key_pem(&key).expect("pem")
     })
-}
-
-/// A fresh database: a temporary SQLite file, or a new PostgreSQL database dropped afterwards.
-pub(crate) struct Database {
-    pub(crate) url: String,
-    postgres_name: Option<String>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl Database {
-    pub(crate) async fn new(backend: Backend) -> Self {
-        match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let url = format!("sqlite://{}", dir.path().join("test.db").display());
-                Self {
-                    url,
-                    postgres_name: None,
-                    _dir: Some(dir),
-                }
-            }
-            Backend::Postgres => {
-                let name = format!("jwt_test_{}", Uuid::new_v4().simple());
-                let admin_url = postgres_admin_url();
-                let mut admin = sqlx::PgConnection::connect(&admin_url)
-                    .await
-                    .expect("PostgreSQL must run at TEST_POSTGRES_URL or 127.0.0.1:5432");
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&mut admin)
-                    .await
-                    .expect("create database");
-                let base = admin_url.rsplit_once('/').expect("url has a database").0;
-                Self {
-                    url: format!("{base}/{name}"),
-                    postgres_name: Some(name),
-                    _dir: None,
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let Some(name) = self.postgres_name.take() else {
-            return;
-        };
-        // Drop runs outside async; a short-lived thread with its own runtime cleans up.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                if let Ok(mut admin) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut admin)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
 }
 
 /// A configured app on a fresh database, with a client that calls it without a socket.

@@ -47,11 +47,7 @@ impl FakeJwks {
             .route("/moved", get(redirect))
             .fallback(count_other)
             .with_state(Arc::clone(&state));
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binds a loopback port");
-        let addr = listener.local_addr().expect("local address");
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let addr = jwthenticator_test_support::serve(app);
         Self { addr, state }
     }
 

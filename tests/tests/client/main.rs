@@ -81,7 +81,7 @@ async fn middleware_authenticates_then_refreshes_against_the_real_server() {
 
     let seen = Arc::new(Mutex::new(Vec::new()));
     let listener_seen = seen.clone();
-    let auth = JwtAuthMiddleware::new(server.base_url(), identifier)
+    let auth = JwtAuthMiddleware::builder(server.base_url(), identifier)
         .with_key("device-key-0000001")
         .with_allowed_hosts([server_host(&server)])
         .with_refresh_margin(Duration::from_secs(1))
@@ -144,7 +144,7 @@ async fn middleware_authenticates_then_refreshes_against_the_real_server() {
 #[tokio::test]
 async fn an_unregistered_key_is_a_typed_error() {
     let server = TestServer::builder(BINARY).start().await;
-    let auth = JwtAuthMiddleware::new(server.base_url(), uuid::Uuid::new_v4())
+    let auth = JwtAuthMiddleware::builder(server.base_url(), uuid::Uuid::new_v4())
         .with_key("never-registered")
         .with_allowed_hosts([server_host(&server)])
         .build()
@@ -181,8 +181,9 @@ async fn admin_client_revokes_and_lists_keys_with_the_admin_token() {
         .expect_err("the admin token is required");
     assert_eq!(err.status().map(|s| s.as_u16()), Some(401));
 
-    let admin = AdminClient::new(server.base_url())
-        .and_then(|a| a.with_admin_token("adm1n-t0ken-adm1n-t0ken-adm1n-t0"))
+    let admin = AdminClient::builder(server.base_url())
+        .with_admin_token("adm1n-t0ken-adm1n-t0ken-adm1n-t0")
+        .build()
         .expect("admin client");
     admin
         .register_key("device-key-0000001", identifier)
@@ -200,7 +201,7 @@ async fn admin_client_revokes_and_lists_keys_with_the_admin_token() {
     );
 
     let device = || {
-        let auth = JwtAuthMiddleware::new(server.base_url(), identifier)
+        let auth = JwtAuthMiddleware::builder(server.base_url(), identifier)
             .with_key("device-key-0000001")
             .with_allowed_hosts([server_host(&server)])
             .build()
@@ -265,11 +266,7 @@ async fn third_party() -> (String, Arc<Mutex<Vec<Option<String>>>>) {
             "ok"
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let address = jwthenticator_test_support::serve(app);
     (format!("http://localhost:{}", address.port()), seen)
 }
 
@@ -278,7 +275,7 @@ async fn the_jwt_goes_only_to_the_allowed_hosts_against_the_real_server() {
     let server = TestServer::builder(BINARY).start().await;
     let identifier = register_device_key(&server).await;
     let builder =
-        || JwtAuthMiddleware::new(server.base_url(), identifier).with_key("device-key-0000001");
+        || JwtAuthMiddleware::builder(server.base_url(), identifier).with_key("device-key-0000001");
 
     // Without an allow-list (or the explicit any-host opt-in) there is no middleware.
     let err = builder().build().expect_err("the hosts are required");

@@ -1,12 +1,12 @@
 //! Fresh PostgreSQL databases, the Python original's server, and a catalog snapshot of our tables.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::Duration;
 
+use jwthenticator_test_support::ChildProcess;
 use jwthenticator_tests::{PgDatabase, free_port};
 use sqlx::PgConnection;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 use crate::python;
 
@@ -41,8 +41,7 @@ const ORIGINAL_VARIABLES: &[&str] = &[
 #[derive(Debug)]
 pub(crate) struct OriginalServer {
     base_url: String,
-    child: Child,
-    log_path: PathBuf,
+    process: ChildProcess,
 }
 
 impl OriginalServer {
@@ -50,8 +49,6 @@ impl OriginalServer {
     pub(crate) async fn start(database: &PgDatabase, log_dir: &Path, env: &[(&str, &str)]) -> Self {
         let python = python::interpreter().await;
         let port = free_port();
-        let log_path = log_dir.join(format!("original-{port}.log"));
-        let log = std::fs::File::create(&log_path).expect("log file");
         let mut command = Command::new(python);
         for name in ORIGINAL_VARIABLES {
             command.env_remove(name);
@@ -64,33 +61,18 @@ impl OriginalServer {
             .env("DB_URI", database.url("postgresql+pg8000"))
             .env("ASYNC_URI", database.url("postgresql+asyncpg"))
             .envs(env.iter().copied())
-            .current_dir(log_dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log file"))
-            .stderr(log)
-            .kill_on_drop(true);
-        let child = command.spawn().expect("start the original's server");
+            .current_dir(log_dir);
+        let log = log_dir.join(format!("original-{port}.log"));
         let mut server = Self {
             base_url: format!("http://127.0.0.1:{port}"),
-            child,
-            log_path,
+            process: ChildProcess::spawn("the original", command, log),
         };
-        let client = reqwest::Client::new();
-        for _ in 0..600 {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("the original exited with {status}:\n{}", server.logs());
-            }
-            if let Ok(response) = client.get(server.url("/health")).send().await
-                && response.status().is_success()
-            {
-                return server;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "the original did not answer /health within 60 s:\n{}",
-            server.logs()
-        );
+        let health = server.url("/health");
+        server
+            .process
+            .wait_until_healthy(&health, Duration::from_secs(60))
+            .await;
+        server
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
@@ -98,24 +80,12 @@ impl OriginalServer {
     }
 
     pub(crate) fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+        self.process.logs()
     }
 
     /// Stops the original (SIGTERM, then SIGKILL) and waits until it has exited.
     pub(crate) async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status()
-                .await;
-        }
-        if tokio::time::timeout(Duration::from_secs(20), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
+        self.process.terminate(Duration::from_secs(20)).await;
     }
 }
 

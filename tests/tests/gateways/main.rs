@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderMap, Method, Uri};
+use jwthenticator_test_support::ChildProcess;
 use jwthenticator_tests::{TestServer, free_port};
 use reqwest::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_jwthenticator-server-e2e");
 
@@ -84,8 +85,8 @@ impl Drop for Upstream {
 struct Gateway {
     name: &'static str,
     port: u16,
-    child: Child,
-    dir: tempfile::TempDir,
+    process: ChildProcess,
+    _dir: tempfile::TempDir,
 }
 
 impl Gateway {
@@ -95,44 +96,20 @@ impl Gateway {
 
     /// Everything the gateway wrote to its log files.
     fn logs(&self) -> String {
-        let mut logs = String::new();
-        for name in ["output.log", "logs/error.log"] {
-            if let Ok(text) = std::fs::read_to_string(self.dir.path().join(name)) {
-                logs.push_str(&format!("--- {name}\n{text}"));
-            }
-        }
-        logs
+        self.process.logs()
     }
 
-    /// Waits until the gateway answers on its port.
+    /// Waits until the gateway answers on its port, whatever the status.
     async fn wait_ready(mut self) -> Self {
-        let client = reqwest::Client::new();
-        for _ in 0..300 {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{} exited with {status}:\n{}", self.name, self.logs());
-            }
-            if client.get(self.url("/")).send().await.is_ok() {
-                return self;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("{} did not answer within 30 s:\n{}", self.name, self.logs());
+        let url = self.url("/");
+        self.process
+            .wait_until_ready(&url, Duration::from_secs(30), |_| true)
+            .await;
+        self
     }
 
     async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status()
-                .await;
-        }
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
+        self.process.terminate(Duration::from_secs(10)).await;
     }
 }
 
@@ -180,15 +157,9 @@ fn authority(server: &TestServer) -> String {
         .to_owned()
 }
 
-fn spawn(command: &mut Command, dir: &Path, name: &'static str) -> Child {
-    let log = std::fs::File::create(dir.join("output.log")).expect("log file");
-    command
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log file"))
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|err| panic!("start {name}: {err}"))
+/// `command` as `name`, its output and (for nginx) its error log in `dir`.
+fn spawn(command: Command, dir: &Path, name: &'static str) -> ChildProcess {
+    ChildProcess::spawn(name, command, dir.join("output.log")).with_log(dir.join("logs/error.log"))
 }
 
 async fn start_nginx(server: &TestServer, upstream: &Upstream) -> Gateway {
@@ -208,24 +179,21 @@ async fn start_nginx(server: &TestServer, upstream: &Upstream) -> Gateway {
     );
     let config_path = dir.path().join("nginx.conf");
     std::fs::write(&config_path, config).expect("write nginx.conf");
-    let child = spawn(
-        Command::new(nginx)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&config_path)
-            .arg("-e")
-            .arg(dir.path().join("logs/error.log"))
-            // In the foreground, one process, no privilege drop: the test owns it entirely.
-            .args(["-g", "daemon off; master_process off;"]),
-        dir.path(),
-        "nginx",
-    );
+    let mut command = Command::new(nginx);
+    command
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(&config_path)
+        .arg("-e")
+        .arg(dir.path().join("logs/error.log"))
+        // In the foreground, one process, no privilege drop: the test owns it entirely.
+        .args(["-g", "daemon off; master_process off;"]);
     Gateway {
         name: "nginx",
         port,
-        child,
-        dir,
+        process: spawn(command, dir.path(), "nginx"),
+        _dir: dir,
     }
     .wait_ready()
     .await
@@ -245,22 +213,19 @@ async fn start_caddy(server: &TestServer, upstream: &Upstream) -> Gateway {
     );
     let config_path = dir.path().join("Caddyfile");
     std::fs::write(&config_path, config).expect("write Caddyfile");
-    let child = spawn(
-        Command::new(caddy)
-            .args(["run", "--adapter", "caddyfile", "--config"])
-            .arg(&config_path)
-            // Caddy keeps state under HOME and the XDG directories: keep it in the test's.
-            .env("HOME", dir.path())
-            .env("XDG_CONFIG_HOME", dir.path().join("config"))
-            .env("XDG_DATA_HOME", dir.path().join("data")),
-        dir.path(),
-        "caddy",
-    );
+    let mut command = Command::new(caddy);
+    command
+        .args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(&config_path)
+        // Caddy keeps state under HOME and the XDG directories: keep it in the test's.
+        .env("HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path().join("config"))
+        .env("XDG_DATA_HOME", dir.path().join("data"));
     Gateway {
         name: "caddy",
         port,
-        child,
-        dir,
+        process: spawn(command, dir.path(), "caddy"),
+        _dir: dir,
     }
     .wait_ready()
     .await

@@ -43,12 +43,7 @@ async fn jwks_kids(client: &reqwest::Client, base: &str) -> BTreeSet<String> {
 }
 
 async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{address}")
+    format!("http://{}", jwthenticator_test_support::serve(app))
 }
 
 #[tokio::test]
@@ -185,7 +180,7 @@ async fn clients_and_services_see_no_failure_while_the_key_rotates_twice() {
     .await;
     let kids = Arc::new(Mutex::new(BTreeSet::new()));
     let seen = kids.clone();
-    let auth = JwtAuthMiddleware::new(servers[0].base_url(), identifier)
+    let auth = JwtAuthMiddleware::builder(servers[0].base_url(), identifier)
         .with_key(key)
         .with_allowed_hosts(["127.0.0.1"])
         .with_refresh_margin(Duration::from_secs(1))

@@ -13,12 +13,7 @@ use jwthenticator_tower::{JwtAuth, JwtClaims};
 const BINARY: &str = env!("CARGO_BIN_EXE_jwthenticator-server-e2e");
 
 async fn serve_axum(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{address}")
+    format!("http://{}", jwthenticator_test_support::serve(app))
 }
 
 #[tokio::test]
