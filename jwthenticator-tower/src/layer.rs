@@ -5,12 +5,7 @@ use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jwthenticator_core::{
-    Algorithm, BaseUrlError, Claims, DEFAULT_LEEWAY_SECS, Jwk, Jwks, TokenCache, Verifier,
-    base_url, route_url, routes,
-};
+use jwthenticator_core::{Algorithm, BaseUrlError, Claims, DEFAULT_LEEWAY_SECS, Jwks, KeyType, PublicKey, TokenCache, Verifier, base_url, route_url, routes};
 use serde::de::DeserializeOwned;
 use tower_layer::Layer;
 use url::Url;
@@ -164,46 +159,30 @@ impl JwtAuth {
         Self::with_source(Source::Fixed(jwks))
     }
 
-    /// Verifies tokens against one RSA public key in PEM (SPKI `PUBLIC KEY` or PKCS#1
-    /// `RSA PUBLIC KEY`), such as the server's `RSA_PUBLIC_KEY`, with `algorithm` (`RS*` or
-    /// `PS*`). The key gets the `kid` the JWThenticator server gives it
-    /// (base64url of the SHA-1 of its SPKI DER), so the server's tokens find it; tokens
-    /// without a `kid` are verified with it too.
-    pub fn from_rsa_public_key_pem(pem: &str, algorithm: Algorithm) -> Result<Self, ConfigError> {
-        use rsa::RsaPublicKey;
-        use rsa::pkcs1::DecodeRsaPublicKey;
-        use rsa::pkcs8::{DecodePublicKey, EncodePublicKey};
-        use rsa::traits::PublicKeyParts;
+    /// Verifies tokens against one public key in PEM, such as the server's `JWT_PUBLIC_KEY`:
+    /// SPKI `PUBLIC KEY` of an RSA, EC P-256 or Ed25519 key, or PKCS#1 `RSA PUBLIC KEY`, with
+    /// `algorithm`, which must fit the key (`RS*`/`PS*` for RSA, `ES256`, `EdDSA`). The key gets
+    /// the `kid` the JWThenticator server gives it (base64url of the SHA-1 of its SPKI DER), so
+    /// the server's tokens find it; tokens without a `kid` are verified with it too.
+    pub fn from_public_key_pem(pem: &str, algorithm: Algorithm) -> Result<Self, ConfigError> {
+        let key = PublicKey::from_pem(pem).map_err(|e| ConfigError::InvalidKey(e.to_string()))?;
+        if KeyType::for_algorithm(algorithm) != Some(key.key_type()) {
+            return Err(ConfigError::InvalidKey(format!(
+                "the public key is an {} key, which does not verify {}",
+                key.key_type(),
+                jwthenticator_core::algorithm_name(algorithm)
+            )));
+        }
+        Ok(Self::from_jwks(Jwks {
+            keys: vec![key.to_jwk(algorithm)],
+        }))
+    }
 
-        let alg = match algorithm {
-            Algorithm::RS256 => "RS256",
-            Algorithm::RS384 => "RS384",
-            Algorithm::RS512 => "RS512",
-            Algorithm::PS256 => "PS256",
-            Algorithm::PS384 => "PS384",
-            Algorithm::PS512 => "PS512",
-            other => {
-                return Err(ConfigError::InvalidKey(format!(
-                    "{other:?} is not an RSA algorithm"
-                )));
-            }
-        };
-        let pem = pem.trim();
-        let key = RsaPublicKey::from_public_key_pem(pem)
-            .or_else(|_| RsaPublicKey::from_pkcs1_pem(pem))
-            .map_err(|_| {
-                ConfigError::InvalidKey("not an RSA public key in PEM (SPKI or PKCS#1)".to_owned())
-            })?;
-        let spki = key
-            .to_public_key_der()
-            .map_err(|e| ConfigError::InvalidKey(e.to_string()))?;
-        let jwk = Jwk::rsa(
-            jwthenticator_core::kid_of_spki(spki.as_bytes()),
-            alg,
-            URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
-            URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
-        );
-        Ok(Self::from_jwks(Jwks { keys: vec![jwk] }))
+    /// [`JwtAuth::from_public_key_pem`] for an RSA key, its name before EC and Ed25519 keys
+    /// were accepted.
+    #[deprecated(note = "use `from_public_key_pem`, which takes RSA, EC P-256 and Ed25519 keys")]
+    pub fn from_rsa_public_key_pem(pem: &str, algorithm: Algorithm) -> Result<Self, ConfigError> {
+        Self::from_public_key_pem(pem, algorithm)
     }
 
     fn with_source(source: Source) -> Self {

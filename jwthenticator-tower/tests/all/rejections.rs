@@ -226,7 +226,7 @@ async fn error_description_never_carries_a_quote_from_the_token() {
 
 #[tokio::test]
 async fn a_pem_public_key_verifies_the_servers_tokens() {
-    let layer = JwtAuth::from_rsa_public_key_pem(&keys().ours.pem(), Algorithm::RS256)
+    let layer = JwtAuth::from_public_key_pem(&keys().ours.pem(), Algorithm::RS256)
         .expect("reads the PEM")
         .with_audiences([AUDIENCE])
         .with_issuer(ISSUER);
@@ -259,8 +259,8 @@ async fn a_pem_public_key_verifies_the_servers_tokens() {
 
 #[tokio::test]
 async fn a_pem_that_is_not_an_rsa_public_key_is_a_config_error() {
-    assert!(JwtAuth::from_rsa_public_key_pem("-----BEGIN NOTHING-----", Algorithm::RS256).is_err());
-    assert!(JwtAuth::from_rsa_public_key_pem(&keys().ours.pem(), Algorithm::ES256).is_err());
+    assert!(JwtAuth::from_public_key_pem("-----BEGIN NOTHING-----", Algorithm::RS256).is_err());
+    assert!(JwtAuth::from_public_key_pem(&keys().ours.pem(), Algorithm::ES256).is_err());
 }
 
 #[tokio::test]
@@ -279,4 +279,60 @@ async fn debug_output_never_shows_the_token() {
             "{text}"
         );
     }
+}
+
+/// The server also signs with ES256 and EdDSA: a PEM public key of either type verifies its
+/// tokens, found by the same `kid`, and a key that does not fit the algorithm is refused at
+/// configuration.
+#[tokio::test]
+async fn ec_and_ed25519_pem_public_keys_verify_tokens_of_their_algorithm() {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::signature::{
+        ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair,
+    };
+    let ec = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("ec");
+    let ed = Ed25519KeyPair::generate().expect("ed");
+    let cases = [
+        (
+            Algorithm::ES256,
+            ec.public_key().as_der().expect("spki").as_ref().to_vec(),
+            jsonwebtoken::EncodingKey::from_ec_der(ec.to_pkcs8v1().expect("pkcs8").as_ref()),
+        ),
+        (
+            Algorithm::EdDSA,
+            ed.public_key().as_der().expect("spki").as_ref().to_vec(),
+            jsonwebtoken::EncodingKey::from_ed_der(ed.to_pkcs8v1().expect("pkcs8").as_ref()),
+        ),
+    ];
+    for (algorithm, spki, signing) in cases {
+        let body = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &spki);
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|line| std::str::from_utf8(line).expect("base64"))
+            .collect();
+        let pem = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            lines.join("\n")
+        );
+        let layer = JwtAuth::from_public_key_pem(&pem, algorithm)
+            .expect("reads the PEM")
+            .with_audiences([AUDIENCE])
+            .with_issuer(ISSUER);
+        let kid = jwthenticator_core::kid_of_spki(&spki);
+        let token = forge(
+            &json!({"alg": algorithm, "kid": kid, "typ": "JWT"}),
+            &claims(),
+            Some((&signing, algorithm)),
+        );
+        assert_eq!(
+            send(&layer, request(Some(&token))).await.status(),
+            StatusCode::OK,
+            "{algorithm:?}"
+        );
+        let err = JwtAuth::from_public_key_pem(&pem, Algorithm::RS256).expect_err("wrong type");
+        assert!(err.to_string().contains("does not verify RS256"), "{err}");
+    }
+    let err = JwtAuth::from_public_key_pem("not a pem", Algorithm::ES256).expect_err("garbage");
+    assert!(err.to_string().contains("not a PEM"), "{err}");
 }
