@@ -260,7 +260,7 @@ impl GeneralApi {
     /// Readiness: the database answers (within 2 s) and the keys are loaded. 503 with the reason
     /// otherwise. `/health` stays the liveness check.
     #[oai(path = "/health/ready", method = "get", operation_id = "ready")]
-    async fn ready(&self, state: Data<&Arc<AppState>>) -> ReadinessResponse {
+    async fn ready(&self, state: Data<&Arc<AppState>>, req: &Request) -> ReadinessResponse {
         let not_ready = |message: &str| {
             tracing::warn!(reason = message, "not ready");
             ReadinessResponse::NotReady(Json(BoolResponse {
@@ -268,6 +268,9 @@ impl GeneralApi {
                 message: Some(message.to_owned()),
             }))
         };
+        if crate::serve::draining(req) {
+            return not_ready("the server is shutting down");
+        }
         if state.current_keys().jwks().keys.is_empty() {
             return not_ready("no verification key is loaded");
         }

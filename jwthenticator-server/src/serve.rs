@@ -1,11 +1,17 @@
 //! Serving connections: the limits every connection is held to (header, keep-alive and request
 //! deadlines, a connection cap) and the graceful shutdown. Slow or idle clients cannot hold
 //! connections, memory or file descriptors for longer than these deadlines.
+//!
+//! Shutdown drains in three steps, so that no balancer sends a request to a closed listener:
+//! at the signal `/health/ready` answers 503 and every HTTP/1 answer says `Connection: close`
+//! while the listener keeps accepting and serving for `DRAIN_DELAY` (balancers that route by
+//! readiness, or remove the endpoint as Kubernetes does, stop sending meanwhile); then it stops
+//! accepting; then the requests in flight finish, for at most `SHUTDOWN_TIMEOUT`.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -41,6 +47,36 @@ pub struct ConnectionConfig {
     /// Connections served at once per listener; more wait in the kernel's accept queue.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
+
+    /// Seconds the listener keeps accepting and serving after SIGTERM/SIGINT while
+    /// `/health/ready` answers 503, so that load balancers take the server out of rotation
+    /// before it stops accepting: more than a balancer's readiness interval times its failure
+    /// threshold, or Kubernetes' endpoint propagation (a few seconds). Then in-flight requests
+    /// get `SHUTDOWN_TIMEOUT`.
+    #[arg(long, env = "DRAIN_DELAY", default_value_t = 5)]
+    pub drain_delay: u64,
+}
+
+/// Whether the listener that accepted a request is draining (shutting down, still serving);
+/// every request carries it as an extension.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    fn start(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    fn is_draining(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Whether `req` came in on a listener that is shutting down: readiness answers 503 then.
+pub(crate) fn draining(req: &poem::Request) -> bool {
+    req.extensions()
+        .get::<Draining>()
+        .is_some_and(Draining::is_draining)
 }
 
 fn timed_out(limit: Duration) -> poem::Response {
@@ -56,8 +92,9 @@ fn timed_out(limit: Duration) -> poem::Response {
     )
 }
 
-/// Serves `endpoint` on `listener` until `shutdown` completes, then lets in-flight requests
-/// finish for at most `drain`.
+/// Serves `endpoint` on `listener` until `shutdown` completes and `DRAIN_DELAY` more (draining:
+/// readiness 503, connections closed after their answer), then stops accepting and lets
+/// in-flight requests finish for at most `drain`.
 pub(crate) async fn serve(
     listener: TcpListener,
     endpoint: BoxEndpoint<'static>,
@@ -86,6 +123,21 @@ pub(crate) async fn serve(
         u32::try_from(limits.max_connections.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
     let connections = Arc::new(Semaphore::new(max_connections as usize));
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let draining = Draining::default();
+    let drain_delay = Duration::from_secs(limits.drain_delay);
+    let shutdown = {
+        let draining = draining.clone();
+        async move {
+            shutdown.await;
+            draining.start();
+            tracing::info!(
+                drain_delay = drain_delay.as_secs(),
+                %local,
+                "draining: /health/ready answers 503; still serving until the delay ends"
+            );
+            tokio::time::sleep(drain_delay).await;
+        }
+    };
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -115,12 +167,14 @@ pub(crate) async fn serve(
         });
         let endpoint = endpoint.clone();
         let answering = activity.clone();
+        let draining = draining.clone();
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let endpoint = endpoint.clone();
             let activity = answering.clone();
+            let draining = draining.clone();
             activity.request_started();
             async move {
-                let response = answer(&endpoint, req, local, peer, request_timeout).await;
+                let response = answer(&endpoint, req, local, peer, request_timeout, draining).await;
                 activity.request_answered();
                 Ok::<_, std::convert::Infallible>(response)
             }
@@ -151,6 +205,7 @@ pub(crate) async fn serve(
         });
     }
     drop(listener);
+    tracing::info!(%local, "stopped accepting; finishing the requests in flight");
     let _ = stop.send(true);
     // Every connection holds a permit until it is closed.
     if tokio::time::timeout(drain, connections.acquire_many(max_connections))
@@ -168,17 +223,29 @@ async fn answer(
     local: SocketAddr,
     peer: SocketAddr,
     limit: Duration,
+    draining: Draining,
 ) -> hyper::Response<http_body_util::combinators::BoxBody<Bytes, std::io::Error>> {
-    let req = poem::Request::from((
+    let http1 = req.version() < poem::http::Version::HTTP_2;
+    let mut req = poem::Request::from((
         req,
         LocalAddr(Addr::SocketAddr(local)),
         RemoteAddr(Addr::SocketAddr(peer)),
         poem::http::uri::Scheme::HTTP,
     ));
-    let response = match tokio::time::timeout(limit, endpoint.get_response(req)).await {
+    req.extensions_mut().insert(draining.clone());
+    let mut response = match tokio::time::timeout(limit, endpoint.get_response(req)).await {
         Ok(response) => response,
         Err(_) => timed_out(limit),
     };
+    if http1 && draining.is_draining() {
+        // No idle keep-alive connection is left for a client to reuse when the listener
+        // stops accepting: each one closes after its answer, and the next request connects
+        // anew (to another replica once the balancer has noticed).
+        response.headers_mut().insert(
+            poem::http::header::CONNECTION,
+            poem::http::HeaderValue::from_static("close"),
+        );
+    }
     response.into()
 }
 

@@ -7,6 +7,7 @@ mod hostile_tokens;
 mod key_storage;
 mod keys;
 mod ops;
+mod reliability;
 mod request_errors;
 mod security;
 mod shared_keys;
