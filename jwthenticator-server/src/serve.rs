@@ -182,6 +182,7 @@ pub(crate) async fn serve(
         let io = Watched {
             inner: stream,
             activity: activity.clone(),
+            linger: None,
         };
         let connection = builder
             .serve_connection(TokioIo::new(io), service)
@@ -319,13 +320,26 @@ impl Activity {
     }
 }
 
+/// Most bytes read and discarded while closing a connection (see [`Watched::poll_shutdown`]).
+const LINGER_BYTES: usize = 8 * 1024 * 1024;
+/// Longest time spent reading them.
+const LINGER_TIME: Duration = Duration::from_secs(5);
+
 pin_project_lite::pin_project! {
-    /// A connection's socket that reports the bytes that move to its [`Activity`].
+    /// A connection's socket that reports the bytes that move to its [`Activity`], and closes
+    /// it lingering.
     struct Watched {
         #[pin]
         inner: tokio::net::TcpStream,
         activity: Arc<Activity>,
+        linger: Option<Linger>,
     }
+}
+
+/// What is left of a lingering close: its deadline and the bytes it may still discard.
+struct Linger {
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    left: usize,
 }
 
 impl tokio::io::AsyncRead for Watched {
@@ -362,11 +376,44 @@ impl tokio::io::AsyncWrite for Watched {
         self.project().inner.poll_flush(cx)
     }
 
+    /// Sends FIN, then reads and discards what the client still sends until it closes too, for
+    /// at most [`LINGER_BYTES`] and [`LINGER_TIME`]. A socket closed with unread data in its
+    /// receive buffer sends RST, and a client still sending a body that was answered without
+    /// being read (a 413 on its `Content-Length`) would lose the answer to that reset.
     fn poll_shutdown(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
+        use std::task::Poll;
+        let mut this = self.project();
+        if this.linger.is_none() {
+            std::task::ready!(this.inner.as_mut().poll_shutdown(cx))?;
+            *this.linger = Some(Linger {
+                deadline: Box::pin(tokio::time::sleep(LINGER_TIME)),
+                left: LINGER_BYTES,
+            });
+        }
+        let Some(linger) = this.linger.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let mut scratch = [0u8; 8192];
+        loop {
+            if linger.deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(()));
+            }
+            let mut buf = tokio::io::ReadBuf::new(&mut scratch);
+            match tokio::io::AsyncRead::poll_read(this.inner.as_mut(), cx, &mut buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => {
+                    linger.left = linger.left.saturating_sub(buf.filled().len());
+                    if linger.left == 0 {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+            }
+        }
     }
 
     fn poll_write_vectored(

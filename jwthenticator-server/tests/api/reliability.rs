@@ -122,7 +122,48 @@ async fn a_request_in_flight_at_the_end_of_the_drain_is_answered(backend: Backen
     assert_eq!(status_of(&answer), 401, "{answer}");
 }
 
+/// The issue's case: a 2 MiB JSON body to `/validate`, written at a network's pace (64 KiB at a
+/// time) before the answer is read, as `requests` and `http.client` do. The server answers 413
+/// on the `Content-Length` at once; closing with the rest of the body unread would reset the
+/// connection, and the client would get EPIPE or ECONNRESET instead of its answer.
+async fn oversize_bodies_get_their_413(backend: Backend) {
+    let served = Served::start(backend, &[]).await;
+    let body = format!(r#"{{"jwt": "{}"}}"#, "a".repeat(2 * 1024 * 1024));
+    let head = format!(
+        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let send = || async {
+        let mut stream = tokio::net::TcpStream::connect(served.address).await?;
+        stream.write_all(head.as_bytes()).await?;
+        for chunk in body.as_bytes().chunks(64 * 1024) {
+            stream.write_all(chunk).await?;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+            .await
+            .map_err(|_| std::io::Error::other("no answer within 10 s"))??;
+        std::io::Result::Ok(status_of(&String::from_utf8_lossy(&answer)).to_string())
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        statuses.push(send().await.unwrap_or_else(|err| err.to_string()));
+    }
+    assert!(
+        statuses.iter().all(|status| status == "413"),
+        "20 × 413: {statuses:?}"
+    );
+}
+
 on_both_backends!(
     readiness_turns_503_at_shutdown_while_the_listener_serves_the_drain_delay,
     a_request_in_flight_at_the_end_of_the_drain_is_answered,
 );
+
+mod oversize_bodies_get_their_413 {
+    #[tokio::test]
+    async fn sqlite() {
+        super::oversize_bodies_get_their_413(crate::support::Backend::Sqlite).await;
+    }
+}
