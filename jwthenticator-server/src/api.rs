@@ -382,7 +382,7 @@ impl InternalApi {
         };
         let exists = state.find_key(&body.key).await?.is_some();
         if !exists {
-            attempt.failed();
+            attempt.failed().await;
         }
         Ok(IsKeyRegisteredResponse::Ok(Json(BoolResponse::new(exists))))
     }
@@ -549,7 +549,7 @@ where
             Ok(TokenEndpointResponse::Ok(Json(tokens)))
         }
         Err(refusal) => {
-            attempt.failed();
+            attempt.failed().await;
             tracing::info!(%identifier, ?address, operation, reason = refusal.reason, "refused");
             metrics::counter!("jwthenticator_token_requests_total", "operation" => operation, "outcome" => "refused").increment(1);
             metrics::counter!("jwthenticator_token_refusals_total", "operation" => operation, "reason" => refusal.reason).increment(1);

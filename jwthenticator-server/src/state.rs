@@ -135,6 +135,7 @@ impl AppState {
         key_hasher: KeyHasher,
         keys: ActiveKeys,
     ) -> Self {
+        let limiter = FailureLimiter::new(&config.security).counting_through(&store);
         Self {
             store,
             key_hasher,
@@ -146,7 +147,7 @@ impl AppState {
                 .then(|| Audience(config.jwt_audience.clone())),
             issuer: crate::keys::issuer(config).map(str::to_owned),
             security: config.security.clone(),
-            limiter: FailureLimiter::new(&config.security),
+            limiter,
             client_address: ClientAddress::new(&config.security),
         }
     }

@@ -373,6 +373,29 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The connection pool's state, for metrics.
     fn pool_status(&self) -> PoolStatus;
+
+    /// Whether servers share this store (PostgreSQL), so that the failure limits count through
+    /// it for the whole fleet; on SQLite one process limits in memory.
+    fn shares_failure_counts(&self) -> bool {
+        false
+    }
+
+    /// The failures counted under each of `keys` in the window that started at `window_start`
+    /// (Unix seconds); keys with none are left out.
+    async fn failure_counts(
+        &self,
+        keys: &[String],
+        window_start: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
+
+    /// Counts one failure under each of `keys` in that window, kept until `expires_at` (Unix
+    /// seconds).
+    async fn record_failure(
+        &self,
+        keys: &[String],
+        window_start: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
 }
 
 /// A [`Store`] that records how long each operation takes
@@ -492,6 +515,31 @@ impl Store for Timed {
 
     fn pool_status(&self) -> PoolStatus {
         self.0.pool_status()
+    }
+
+    fn shares_failure_counts(&self) -> bool {
+        self.0.shares_failure_counts()
+    }
+
+    async fn failure_counts(
+        &self,
+        keys: &[String],
+        window_start: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        timed("failure_counts", self.0.failure_counts(keys, window_start)).await
+    }
+
+    async fn record_failure(
+        &self,
+        keys: &[String],
+        window_start: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        timed(
+            "record_failure",
+            self.0.record_failure(keys, window_start, expires_at),
+        )
+        .await
     }
 }
 
