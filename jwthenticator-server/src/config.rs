@@ -226,6 +226,10 @@ pub struct Config {
     #[command(flatten)]
     pub connections: crate::serve::ConnectionConfig,
 
+    /// The deadline of database operations.
+    #[command(flatten)]
+    pub db_deadline: crate::db_deadline::DatabaseDeadline,
+
     /// Identifier binding, refresh-token rotation, failure limits and admin protection.
     #[command(flatten)]
     pub security: crate::security::SecurityConfig,

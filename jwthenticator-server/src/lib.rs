@@ -20,6 +20,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod db_deadline;
 pub mod key_hash;
 pub mod keys;
 pub mod store;
@@ -94,6 +95,7 @@ impl App {
         let store = store::connect(&database, config.db_max_connections)
             .await
             .context("opening the database")?;
+        let store = db_deadline::bounded(store, &config.db_deadline);
         let key_hasher = KeyHasher::open(&config.key_hashing, &database, store.as_ref())
             .await
             .context("setting up the key hashes")?;

@@ -234,10 +234,23 @@ async fn answer(
         poem::http::uri::Scheme::HTTP,
     ));
     req.extensions_mut().insert(draining.clone());
-    let mut response = match tokio::time::timeout(limit, endpoint.get_response(req)).await {
+    let answer = crate::db_deadline::request(endpoint.get_response(req));
+    let mut response = match tokio::time::timeout(limit, answer).await {
         Ok(response) => response,
         Err(_) => timed_out(limit),
     };
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE
+        && !response
+            .headers()
+            .contains_key(poem::http::header::RETRY_AFTER)
+    {
+        // The database or the signing key is unavailable, or the server is draining: a
+        // moment later this or another replica will answer.
+        response.headers_mut().insert(
+            poem::http::header::RETRY_AFTER,
+            poem::http::HeaderValue::from_static("1"),
+        );
+    }
     if http1 && draining.is_draining() {
         // No idle keep-alive connection is left for a client to reuse when the listener
         // stops accepting: each one closes after its answer, and the next request connects

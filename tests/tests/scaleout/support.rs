@@ -254,6 +254,37 @@ impl OwnCluster {
     }
 }
 
+impl OwnCluster {
+    /// Sends `signal` (`STOP`, `CONT`) to the postmaster and every backend it forked.
+    pub(crate) async fn signal_all(&self, signal: &str) {
+        let pid_file = std::fs::read_to_string(self.dir.join("data").join("postmaster.pid"))
+            .expect("postmaster.pid");
+        let postmaster = pid_file
+            .lines()
+            .next()
+            .expect("the postmaster's pid")
+            .trim();
+        let children = Command::new("pgrep")
+            .arg("-P")
+            .arg(postmaster)
+            .output()
+            .await
+            .expect("pgrep");
+        let mut pids: Vec<String> = String::from_utf8_lossy(&children.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        pids.push(postmaster.to_owned());
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .args(&pids)
+            .status()
+            .await
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} {pids:?}");
+    }
+}
+
 impl Drop for OwnCluster {
     fn drop(&mut self) {
         let data = self.dir.join("data");
