@@ -92,10 +92,13 @@ impl App {
             } => Some(embedded_key_path(file)),
             _ => None,
         };
-        let store = store::connect(&database, config.db_max_connections)
-            .await
-            .context("opening the database")?;
-        let store = db_deadline::bounded(store, &config.db_deadline);
+        let store = store::connect(
+            &database,
+            config.db_max_connections,
+            config.db_deadline.limit(),
+        )
+        .await
+        .context("opening the database")?;
         let key_hasher = KeyHasher::open(&config.key_hashing, &database, store.as_ref())
             .await
             .context("setting up the key hashes")?;

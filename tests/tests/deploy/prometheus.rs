@@ -23,28 +23,16 @@ fn promtool() -> Command {
 
 #[tokio::test]
 async fn the_alerting_rules_pass_promtool_check_and_their_unit_tests() {
-    let output = run(
-        promtool().args(["check", "rules", RULES]),
-        "promtool check rules",
-    )
-    .await;
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let output = run(
-        promtool().args(["test", "rules", RULE_TESTS]),
-        "promtool test rules",
-    )
-    .await;
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    for args in [["check", "rules", RULES], ["test", "rules", RULE_TESTS]] {
+        let what = format!("promtool {}", args.join(" "));
+        let output = run(promtool().args(args), &what).await;
+        assert!(
+            output.status.success(),
+            "{what}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
 
 /// The metric names of a PromQL expression: outside quoted strings, the identifiers with an

@@ -137,8 +137,13 @@ async fn recovery(server: &TestServer, enrolled: &Enrolled, since: Instant) -> D
     );
 }
 
-/// Runs the load of `devices` while `fault` runs, then reports and checks what it saw.
-async fn under_load<F, Fut>(name: &str, server: &TestServer, devices: &[Enrolled], fault: F)
+/// Runs the load of `devices` while `fault` runs, then checks what it saw and says it.
+async fn under_load<F, Fut>(
+    name: &str,
+    server: &TestServer,
+    devices: &[Enrolled],
+    fault: F,
+) -> String
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -155,7 +160,7 @@ where
     let recovered = recovery(server, &devices[0], ended).await;
     stop.store(true, Ordering::Relaxed);
     let seen = load.await.expect("load");
-    println!(
+    let summary = format!(
         "{name}: {} requests, {} answered 503 ({} without Retry-After), {} 5xx other than 503, \
          {} failures, slowest answer {:?}, recovered {recovered:?} after the fault ended",
         seen.requests,
@@ -182,16 +187,20 @@ where
         recovered < Duration::from_secs(10),
         "{name}: recovered in {recovered:?}"
     );
+    summary
 }
 
 #[tokio::test]
 async fn database_faults_answer_503_in_time_and_recover_without_a_restart() {
-    tokio::time::timeout(Duration::from_secs(150), faults())
+    let summaries = tokio::time::timeout(Duration::from_secs(150), faults())
         .await
         .expect("bounded in time");
+    for summary in summaries {
+        println!("{summary}");
+    }
 }
 
-async fn faults() {
+async fn faults() -> Vec<String> {
     let cluster = OwnCluster::start().await;
     let server = TestServer::builder(BINARY)
         .env("DATABASE_URL", cluster.url())
@@ -200,56 +209,64 @@ async fn faults() {
         .env("DB_MAX_CONNECTIONS", "4")
         .start()
         .await;
+    let mut summaries = Vec::new();
     let client = reqwest::Client::new();
     let mut devices = Vec::new();
     for _ in 0..24 {
         devices.push(enroll(&client, server.base_url()).await);
     }
 
-    under_load(
-        "SIGSTOP of PostgreSQL for 10 s",
-        &server,
-        &devices[..6],
-        || async {
-            cluster.signal_all("STOP").await;
-            tokio::time::sleep(Duration::from_secs(10)).await;
-            cluster.signal_all("CONT").await;
-        },
-    )
-    .await;
+    summaries.push(
+        under_load(
+            "SIGSTOP of PostgreSQL for 10 s",
+            &server,
+            &devices[..6],
+            || async {
+                cluster.signal_all("STOP").await;
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                cluster.signal_all("CONT").await;
+            },
+        )
+        .await,
+    );
 
     // One transaction holds an exclusive lock on the keys: every statement reading them
     // blocks, holds its connection, and the pool (4) runs out for the 24 clients.
-    under_load(
-        "a statement blocked by a lock, the pool exhausted behind it",
-        &server,
-        &devices,
-        || async {
-            let mut locker = sqlx::PgConnection::connect(&cluster.url())
-                .await
-                .expect("connect");
-            let mut transaction = locker.begin().await.expect("begin");
-            sqlx::query("LOCK TABLE keys IN ACCESS EXCLUSIVE MODE")
-                .execute(&mut *transaction)
-                .await
-                .expect("lock");
-            tokio::time::sleep(Duration::from_secs(6)).await;
-            transaction.rollback().await.expect("release");
-        },
-    )
-    .await;
+    summaries.push(
+        under_load(
+            "a statement blocked by a lock, the pool exhausted behind it",
+            &server,
+            &devices,
+            || async {
+                let mut locker = sqlx::PgConnection::connect(&cluster.url())
+                    .await
+                    .expect("connect");
+                let mut transaction = locker.begin().await.expect("begin");
+                sqlx::query("LOCK TABLE keys IN ACCESS EXCLUSIVE MODE")
+                    .execute(&mut *transaction)
+                    .await
+                    .expect("lock");
+                tokio::time::sleep(Duration::from_secs(6)).await;
+                transaction.rollback().await.expect("release");
+            },
+        )
+        .await,
+    );
 
-    under_load(
-        "the cluster restarted in the middle of batched statements",
-        &server,
-        &devices[..12],
-        || async {
-            cluster.down().await;
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            cluster.up().await;
-        },
-    )
-    .await;
+    summaries.push(
+        under_load(
+            "the cluster restarted in the middle of batched statements",
+            &server,
+            &devices[..12],
+            || async {
+                cluster.down().await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                cluster.up().await;
+            },
+        )
+        .await,
+    );
     let logs = server.logs();
     assert!(!logs.contains("status=500"), "no request ended in a 500");
+    summaries
 }

@@ -15,7 +15,7 @@ use jwthenticator_tests::{PgDatabase, TestServer, enroll, free_port};
 use serde_json::json;
 use tokio::process::{Child, Command};
 
-use crate::support::{Nginx, authority, replica, replicas, which};
+use crate::support::{Nginx, answers, authority, replica, replicas, which};
 
 /// Requests per second of the load, spread over the operations below in turn.
 const RATE: u64 = 100;
@@ -147,7 +147,6 @@ async fn restart_one_by_one(
     settle: Duration,
 ) -> Vec<Duration> {
     let mut away = Vec::new();
-    let client = reqwest::Client::new();
     for i in 0..servers.len() {
         let old = servers.remove(i);
         let port: u16 = authority(&old)
@@ -158,17 +157,7 @@ async fn restart_one_by_one(
         let stopped = Instant::now();
         assert!(old.terminate().await, "exit status 0 after SIGTERM");
         let new = replica(database_url, &[], Some(port)).await;
-        for _ in 0..100 {
-            if client
-                .get(new.url("/health/ready"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        assert!(answers(&new.url("/health/ready")).await, "ready again");
         away.push(stopped.elapsed());
         servers.insert(i, new);
         tokio::time::sleep(settle).await;
@@ -274,21 +263,12 @@ impl Haproxy {
             .spawn()
             .expect("start haproxy");
         let url = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        for _ in 0..100 {
-            if client
-                .get(format!("{url}/health"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return Self {
-                    child,
-                    url,
-                    _dir: dir,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if answers(&format!("{url}/health")).await {
+            return Self {
+                child,
+                url,
+                _dir: dir,
+            };
         }
         panic!(
             "haproxy did not start: {}",
@@ -309,7 +289,8 @@ enum Balancer {
     Haproxy,
 }
 
-async fn rolling_restart_under_load(balancer: Balancer) {
+/// Runs the restarts under load behind `balancer`; what the load saw, for the test to print.
+async fn rolling_restart_under_load(balancer: Balancer) -> String {
     let database = PgDatabase::create("jwt_rolling").await;
     let database_url = database.url("postgres");
     let mut servers = replicas(&database_url, 3, &[]).await;
@@ -344,7 +325,7 @@ async fn rolling_restart_under_load(balancer: Balancer) {
     let _ = stop.send(true);
     let tally = load.await.expect("load");
     let elapsed = started.elapsed();
-    println!(
+    let summary = format!(
         "{balancer:?}: {} requests in {:.1} s at {RATE}/s, {} failed, {} 5xx; replicas away \
          (SIGTERM to ready again): {away:?}; by operation and status: {:?}",
         tally.requests(),
@@ -367,18 +348,21 @@ async fn rolling_restart_under_load(balancer: Balancer) {
         tally.requests()
     );
     drop(servers);
+    summary
 }
 
 #[tokio::test]
 async fn a_rolling_restart_behind_nginx_fails_no_request() {
-    tokio::time::timeout(BOUND, rolling_restart_under_load(Balancer::Nginx))
+    let summary = tokio::time::timeout(BOUND, rolling_restart_under_load(Balancer::Nginx))
         .await
         .expect("bounded in time");
+    println!("{summary}");
 }
 
 #[tokio::test]
 async fn a_rolling_restart_behind_haproxy_routing_by_readiness_fails_no_request() {
-    tokio::time::timeout(BOUND, rolling_restart_under_load(Balancer::Haproxy))
+    let summary = tokio::time::timeout(BOUND, rolling_restart_under_load(Balancer::Haproxy))
         .await
         .expect("bounded in time");
+    println!("{summary}");
 }

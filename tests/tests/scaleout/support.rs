@@ -94,21 +94,12 @@ impl Nginx {
             .spawn()
             .expect("start nginx");
         let url = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        for _ in 0..100 {
-            if client
-                .get(format!("{url}{health}"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return Self {
-                    child,
-                    url,
-                    _dir: dir,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if answers(&format!("{url}{health}")).await {
+            return Self {
+                child,
+                url,
+                _dir: dir,
+            };
         }
         panic!(
             "nginx did not start: {}",
@@ -119,6 +110,23 @@ impl Nginx {
     pub(crate) async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
+}
+
+/// Whether `url` answers a GET with a success within 10 s (polled every 100 ms).
+pub(crate) async fn answers(url: &str) -> bool {
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 pub(crate) fn which(name: &str) -> Option<PathBuf> {
