@@ -80,9 +80,13 @@ impl App {
     /// and builds the server on it.
     pub async fn new(config: &Config) -> anyhow::Result<Self> {
         let database = config.database()?;
-        let store = store::connect(&database, config.db_max_connections)
-            .await
-            .context("opening the database")?;
+        let store = store::connect(
+            &database,
+            config.db_max_connections,
+            config.db_deadline.limit(),
+        )
+        .await
+        .context("opening the database")?;
         Self::with_store(config, store).await
     }
 

@@ -190,7 +190,7 @@ fn key_or_stdin(key: Option<String>) -> anyhow::Result<String> {
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<std::sync::Arc<dyn Store>> {
-    store::connect(&config.database()?, 2)
+    store::connect(&config.database()?, 2, config.db_deadline.limit())
         .await
         .context("opening the database")
 }

@@ -12,6 +12,8 @@ use poem::http::{HeaderMap, StatusCode};
 use poem::{Addr, Request};
 use uuid::Uuid;
 
+mod shared_limits;
+
 use crate::config::{Secret, SecurityConfig};
 
 /// A fixed window of attempts for one key.
@@ -147,11 +149,17 @@ impl<K: std::hash::Hash + Eq + Clone> FailureCounter<K> {
 #[must_use = "an attempt counts as failed only through `failed()`"]
 pub(crate) struct Attempt {
     entered: Vec<(Arc<Slot>, Instant)>,
+    /// Its keys in the fleet's counts, on PostgreSQL.
+    shared: Option<(shared_limits::SharedCounts, shared_limits::Counted)>,
 }
 
 impl Attempt {
-    /// The credential was refused: the attempt counts as a failure.
-    pub(crate) fn failed(mut self) {
+    /// The credential was refused: the attempt counts as a failure, for the fleet too (before
+    /// it leaves its place here, so the attempts waiting on this replica see the count).
+    pub(crate) async fn failed(mut self) {
+        if let Some((shared, counted)) = self.shared.take() {
+            shared.failed(&counted).await;
+        }
         for (slot, started) in self.entered.drain(..) {
             slot.leave(started, true);
         }
@@ -170,12 +178,14 @@ impl Drop for Attempt {
 /// client address. An attempt holds a place while it is decided, so concurrent guesses can
 /// never exceed the limit (those beyond it wait for the verdicts ahead of them); successful
 /// attempts cost a correct client nothing, and someone else's failures from another address
-/// never lock it out. The counts live in the process: each replica limits on its own.
+/// never lock it out. The counts live in the process and, on PostgreSQL, in the database too,
+/// so that the limits hold for the whole fleet ([`shared_limits`]).
 #[derive(Debug)]
 pub struct FailureLimiter {
     window: Duration,
     by_identifier: FailureCounter<(Uuid, Option<IpAddr>)>,
     by_address: FailureCounter<IpAddr>,
+    shared: Option<shared_limits::SharedCounts>,
 }
 
 impl FailureLimiter {
@@ -185,7 +195,22 @@ impl FailureLimiter {
             window: Duration::from_secs(config.auth_failure_window.max(1)),
             by_identifier: FailureCounter::new(config.auth_failures_per_identifier),
             by_address: FailureCounter::new(config.auth_failures_per_address),
+            shared: None,
         }
+    }
+
+    /// The same limiter, counting for the fleet through `store` when servers share it
+    /// (PostgreSQL); unchanged on SQLite.
+    pub fn counting_through(mut self, store: &Arc<dyn crate::store::Store>) -> Self {
+        if store.shares_failure_counts() {
+            self.shared = Some(shared_limits::SharedCounts::new(
+                store.clone(),
+                self.window,
+                self.by_identifier.limit,
+                self.by_address.limit,
+            ));
+        }
+        self
     }
 
     /// Starts an attempt for `identifier` (`None` for attempts that name none, such as
@@ -197,6 +222,7 @@ impl FailureLimiter {
     ) -> Result<Attempt, Duration> {
         let mut attempt = Attempt {
             entered: Vec::with_capacity(2),
+            shared: None,
         };
         // Always the address first, then the pair: one order, so waiters cannot deadlock.
         let mut slots: Vec<(u32, Arc<Slot>)> = Vec::with_capacity(2);
@@ -211,6 +237,10 @@ impl FailureLimiter {
             // On refusal, `attempt` is dropped and leaves what it entered so far.
             let started = slot.enter(limit, self.window).await?;
             attempt.entered.push((slot, started));
+        }
+        if let Some(shared) = &self.shared {
+            let counted = shared.check(identifier, address).await?;
+            attempt.shared = Some((shared.clone(), counted));
         }
         Ok(attempt)
     }
@@ -521,7 +551,8 @@ mod tests {
             .attempt(Some(identifier), address)
             .await
             .expect("1")
-            .failed();
+            .failed()
+            .await;
         let deciding = limiter.attempt(Some(identifier), address).await.expect("2");
         let waiting = limiter.attempt(Some(identifier), address);
         tokio::pin!(waiting);
@@ -532,7 +563,7 @@ mod tests {
         let other = Some("192.0.2.2".parse().expect("ip"));
         let elsewhere = limiter.attempt(Some(identifier), other).await;
         assert!(elsewhere.is_ok(), "another address is not locked out");
-        deciding.failed();
+        deciding.failed().await;
         assert!(waiting.await.is_err(), "the limit is used up");
     }
 

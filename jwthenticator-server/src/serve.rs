@@ -1,11 +1,17 @@
 //! Serving connections: the limits every connection is held to (header, keep-alive and request
 //! deadlines, a connection cap) and the graceful shutdown. Slow or idle clients cannot hold
 //! connections, memory or file descriptors for longer than these deadlines.
+//!
+//! Shutdown drains in three steps, so that no balancer sends a request to a closed listener:
+//! at the signal `/health/ready` answers 503 and every HTTP/1 answer says `Connection: close`
+//! while the listener keeps accepting and serving for `DRAIN_DELAY` (balancers that route by
+//! readiness, or remove the endpoint as Kubernetes does, stop sending meanwhile); then it stops
+//! accepting; then the requests in flight finish, for at most `SHUTDOWN_TIMEOUT`.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,6 +27,28 @@ use tokio::sync::Semaphore;
 
 use crate::config::ConnectionConfig;
 
+/// Whether the listener that accepted a request is draining (shutting down, still serving);
+/// every request carries it as an extension.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    fn start(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    fn is_draining(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Whether `req` came in on a listener that is shutting down: readiness answers 503 then.
+pub(crate) fn draining(req: &poem::Request) -> bool {
+    req.extensions()
+        .get::<Draining>()
+        .is_some_and(Draining::is_draining)
+}
+
 fn timed_out(limit: Duration) -> poem::Response {
     crate::error::json_response(
         StatusCode::REQUEST_TIMEOUT,
@@ -34,8 +62,9 @@ fn timed_out(limit: Duration) -> poem::Response {
     )
 }
 
-/// Serves `endpoint` on `listener` until `shutdown` completes, then lets in-flight requests
-/// finish for at most `drain`.
+/// Serves `endpoint` on `listener` until `shutdown` completes and `DRAIN_DELAY` more (draining:
+/// readiness 503, connections closed after their answer), then stops accepting and lets
+/// in-flight requests finish for at most `drain`.
 pub(crate) async fn serve(
     listener: TcpListener,
     endpoint: BoxEndpoint<'static>,
@@ -64,6 +93,21 @@ pub(crate) async fn serve(
         u32::try_from(limits.max_connections.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
     let connections = Arc::new(Semaphore::new(max_connections as usize));
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let draining = Draining::default();
+    let drain_delay = Duration::from_secs(limits.drain_delay);
+    let shutdown = {
+        let draining = draining.clone();
+        async move {
+            shutdown.await;
+            draining.start();
+            tracing::info!(
+                drain_delay = drain_delay.as_secs(),
+                %local,
+                "draining: /health/ready answers 503; still serving until the delay ends"
+            );
+            tokio::time::sleep(drain_delay).await;
+        }
+    };
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -93,12 +137,14 @@ pub(crate) async fn serve(
         });
         let endpoint = endpoint.clone();
         let answering = activity.clone();
+        let draining = draining.clone();
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let endpoint = endpoint.clone();
             let activity = answering.clone();
+            let draining = draining.clone();
             activity.request_started();
             async move {
-                let response = answer(&endpoint, req, local, peer, request_timeout).await;
+                let response = answer(&endpoint, req, local, peer, request_timeout, draining).await;
                 activity.request_answered();
                 Ok::<_, std::convert::Infallible>(response)
             }
@@ -106,6 +152,7 @@ pub(crate) async fn serve(
         let io = Watched {
             inner: stream,
             activity: activity.clone(),
+            linger: None,
         };
         let connection = builder
             .serve_connection(TokioIo::new(io), service)
@@ -129,6 +176,7 @@ pub(crate) async fn serve(
         });
     }
     drop(listener);
+    tracing::info!(%local, "stopped accepting; finishing the requests in flight");
     let _ = stop.send(true);
     // Every connection holds a permit until it is closed.
     if tokio::time::timeout(drain, connections.acquire_many(max_connections))
@@ -146,17 +194,42 @@ async fn answer(
     local: SocketAddr,
     peer: SocketAddr,
     limit: Duration,
+    draining: Draining,
 ) -> hyper::Response<http_body_util::combinators::BoxBody<Bytes, std::io::Error>> {
-    let req = poem::Request::from((
+    let http1 = req.version() < poem::http::Version::HTTP_2;
+    let mut req = poem::Request::from((
         req,
         LocalAddr(Addr::SocketAddr(local)),
         RemoteAddr(Addr::SocketAddr(peer)),
         poem::http::uri::Scheme::HTTP,
     ));
-    let response = match tokio::time::timeout(limit, endpoint.get_response(req)).await {
+    req.extensions_mut().insert(draining.clone());
+    let answer = crate::store::deadline::request(endpoint.get_response(req));
+    let mut response = match tokio::time::timeout(limit, answer).await {
         Ok(response) => response,
         Err(_) => timed_out(limit),
     };
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE
+        && !response
+            .headers()
+            .contains_key(poem::http::header::RETRY_AFTER)
+    {
+        // The database or the signing key is unavailable, or the server is draining: a
+        // moment later this or another replica will answer.
+        response.headers_mut().insert(
+            poem::http::header::RETRY_AFTER,
+            poem::http::HeaderValue::from_static("1"),
+        );
+    }
+    if http1 && draining.is_draining() {
+        // No idle keep-alive connection is left for a client to reuse when the listener
+        // stops accepting: each one closes after its answer, and the next request connects
+        // anew (to another replica once the balancer has noticed).
+        response.headers_mut().insert(
+            poem::http::header::CONNECTION,
+            poem::http::HeaderValue::from_static("close"),
+        );
+    }
     response.into()
 }
 
@@ -230,13 +303,26 @@ impl Activity {
     }
 }
 
+/// Most bytes read and discarded while closing a connection (see [`Watched::poll_shutdown`]).
+const LINGER_BYTES: usize = 8 * 1024 * 1024;
+/// Longest time spent reading them.
+const LINGER_TIME: Duration = Duration::from_secs(5);
+
 pin_project_lite::pin_project! {
-    /// A connection's socket that reports the bytes that move to its [`Activity`].
+    /// A connection's socket that reports the bytes that move to its [`Activity`], and closes
+    /// it lingering.
     struct Watched {
         #[pin]
         inner: tokio::net::TcpStream,
         activity: Arc<Activity>,
+        linger: Option<Linger>,
     }
+}
+
+/// What is left of a lingering close: its deadline and the bytes it may still discard.
+struct Linger {
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    left: usize,
 }
 
 impl tokio::io::AsyncRead for Watched {
@@ -273,11 +359,44 @@ impl tokio::io::AsyncWrite for Watched {
         self.project().inner.poll_flush(cx)
     }
 
+    /// Sends FIN, then reads and discards what the client still sends until it closes too, for
+    /// at most [`LINGER_BYTES`] and [`LINGER_TIME`]. A socket closed with unread data in its
+    /// receive buffer sends RST, and a client still sending a body that was answered without
+    /// being read (a 413 on its `Content-Length`) would lose the answer to that reset.
     fn poll_shutdown(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
+        use std::task::Poll;
+        let mut this = self.project();
+        if this.linger.is_none() {
+            std::task::ready!(this.inner.as_mut().poll_shutdown(cx))?;
+            *this.linger = Some(Linger {
+                deadline: Box::pin(tokio::time::sleep(LINGER_TIME)),
+                left: LINGER_BYTES,
+            });
+        }
+        let Some(linger) = this.linger.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let mut scratch = [0u8; 8192];
+        loop {
+            if linger.deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(()));
+            }
+            let mut buf = tokio::io::ReadBuf::new(&mut scratch);
+            match tokio::io::AsyncRead::poll_read(this.inner.as_mut(), cx, &mut buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => {
+                    linger.left = linger.left.saturating_sub(buf.filled().len());
+                    if linger.left == 0 {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+            }
+        }
     }
 
     fn poll_write_vectored(

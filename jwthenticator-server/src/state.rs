@@ -78,11 +78,11 @@ impl AppState {
         keys: ActiveKeys,
     ) -> Self {
         Self {
+            limiter: FailureLimiter::new(&security).counting_through(&store),
             store,
             key_hasher,
             keys: ArcSwap::from_pointee(keys),
             issue,
-            limiter: FailureLimiter::new(&security),
             client_address: ClientAddress::new(&security),
             security,
         }

@@ -5,7 +5,10 @@ use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use jwthenticator_core::{Algorithm, BaseUrlError, Claims, DEFAULT_LEEWAY_SECS, Jwks, KeyType, PublicKey, TokenCache, Verifier, base_url, route_url, routes};
+use jwthenticator_core::{
+    Algorithm, BaseUrlError, Claims, DEFAULT_LEEWAY_SECS, Jwks, KeyType, PublicKey, TokenCache,
+    Verifier, base_url, route_url, routes,
+};
 use serde::de::DeserializeOwned;
 use tower_layer::Layer;
 use url::Url;

@@ -274,7 +274,7 @@ impl GeneralApi {
     /// Readiness: the database answers (within 2 s) and the keys are loaded. 503 with the reason
     /// otherwise. `/health` stays the liveness check.
     #[oai(path = "/health/ready", method = "get", operation_id = "ready")]
-    async fn ready(&self, state: Data<&Arc<AppState>>) -> ReadinessResponse {
+    async fn ready(&self, state: Data<&Arc<AppState>>, req: &Request) -> ReadinessResponse {
         let not_ready = |message: &str| {
             tracing::warn!(reason = message, "not ready");
             ReadinessResponse::NotReady(Json(BoolResponse {
@@ -282,6 +282,9 @@ impl GeneralApi {
                 message: Some(message.to_owned()),
             }))
         };
+        if crate::serve::draining(req) {
+            return not_ready("the server is shutting down");
+        }
         if state.current_keys().jwks().keys.is_empty() {
             return not_ready("no verification key is loaded");
         }
@@ -385,7 +388,7 @@ impl InternalApi {
         };
         let exists = state.find_key(&body.key).await?.is_some();
         if !exists {
-            attempt.failed();
+            attempt.failed().await;
         }
         Ok(IsKeyRegisteredResponse::Ok(Json(BoolResponse::new(exists))))
     }
@@ -540,7 +543,7 @@ where
             Ok(TokenEndpointResponse::Ok(Json(tokens)))
         }
         Err(refusal) => {
-            attempt.failed();
+            attempt.failed().await;
             tracing::info!(%identifier, ?address, operation, reason = refusal.reason, "refused");
             metrics::counter!("jwthenticator_token_requests_total", "operation" => operation, "outcome" => "refused").increment(1);
             metrics::counter!("jwthenticator_token_refusals_total", "operation" => operation, "reason" => refusal.reason).increment(1);

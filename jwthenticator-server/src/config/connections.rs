@@ -23,4 +23,12 @@ pub struct ConnectionConfig {
     /// Connections served at once per listener; more wait in the kernel's accept queue.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
+
+    /// Seconds the listener keeps accepting and serving after SIGTERM/SIGINT while
+    /// `/health/ready` answers 503, so that load balancers take the server out of rotation
+    /// before it stops accepting: more than a balancer's readiness interval times its failure
+    /// threshold, or Kubernetes' endpoint propagation (a few seconds). Then in-flight requests
+    /// get `SHUTDOWN_TIMEOUT`.
+    #[arg(long, env = "DRAIN_DELAY", default_value_t = 5)]
+    pub drain_delay: u64,
 }

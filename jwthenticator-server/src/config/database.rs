@@ -2,6 +2,9 @@
 //! SQLite file in `DATA_DIR`.
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
 
 use super::{Config, Secret};
 
@@ -145,5 +148,22 @@ impl Config {
             url: format!("sqlite://{}", file.display()),
             file: Some(file),
         })
+    }
+}
+
+/// The database deadline.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseDeadline {
+    /// Seconds a request's database operations may take in all, waiting for connections
+    /// included; later the request answers 503 with Retry-After (validation and /jwks need no database and keep
+    /// answering).
+    #[arg(long, env = "DB_TIMEOUT", default_value_t = 5)]
+    pub db_timeout: u64,
+}
+
+impl DatabaseDeadline {
+    /// The deadline, at least a second.
+    pub fn limit(&self) -> Duration {
+        Duration::from_secs(self.db_timeout.max(1))
     }
 }

@@ -198,6 +198,10 @@ pub struct Config {
     #[command(flatten)]
     pub connections: ConnectionConfig,
 
+    /// The deadline of database operations.
+    #[command(flatten)]
+    pub db_deadline: DatabaseDeadline,
+
     /// Identifier binding, refresh-token rotation, failure limits and admin protection.
     #[command(flatten)]
     pub security: SecurityConfig,
@@ -233,7 +237,7 @@ mod secret;
 mod security;
 
 pub use connections::ConnectionConfig;
-pub use database::{ConfigError, Database};
+pub use database::{ConfigError, Database, DatabaseDeadline};
 pub use keys::{DEFAULT_MIN_KEY_LENGTH, KeyHashConfig, SharedKeyConfig};
 pub use secret::Secret;
 pub use security::{MIN_ADMIN_TOKEN_LEN, SecurityConfig};

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::config::Database;
 
 mod batch;
+pub mod deadline;
 mod postgres;
 mod signing_keys;
 mod sqlite;
@@ -386,16 +387,44 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The connection pool's state, for metrics.
     fn pool_status(&self) -> PoolStatus;
+
+    /// Whether servers share this store (PostgreSQL), so that the failure limits count through
+    /// it for the whole fleet; on SQLite one process limits in memory.
+    fn shares_failure_counts(&self) -> bool {
+        false
+    }
+
+    /// The failures counted under each of `keys` in the window that started at `window_start`
+    /// (Unix seconds); keys with none are left out.
+    async fn failure_counts(
+        &self,
+        keys: &[String],
+        window_start: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
+
+    /// Counts one failure under each of `keys` in that window, kept until `expires_at` (Unix
+    /// seconds).
+    async fn record_failure(
+        &self,
+        keys: &[String],
+        window_start: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
 }
 
 /// A [`Store`] that records how long each operation takes
-/// (`jwthenticator_db_query_duration_seconds{operation}`).
+/// (`jwthenticator_db_query_duration_seconds{operation}`) and holds it to its deadline
+/// ([`deadline`]: the request's, or this one per operation outside requests).
 #[derive(Debug)]
-pub struct Timed(pub Arc<dyn Store>);
+pub struct Timed(pub Arc<dyn Store>, pub std::time::Duration);
 
-async fn timed<T>(operation: &'static str, call: impl std::future::Future<Output = T>) -> T {
+async fn timed<T>(
+    limit: std::time::Duration,
+    operation: &'static str,
+    call: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
     let started = std::time::Instant::now();
-    let result = call.await;
+    let result = deadline::within(limit, call).await;
     metrics::histogram!("jwthenticator_db_query_duration_seconds", "operation" => operation)
         .record(started.elapsed().as_secs_f64());
     result
@@ -410,6 +439,7 @@ impl Store for Timed {
         expires_at: DateTime<Utc>,
     ) -> Result<Registration, StoreError> {
         timed(
+            self.1,
             "register_key",
             self.0.register_key(key, identifier, expires_at),
         )
@@ -417,22 +447,32 @@ impl Store for Timed {
     }
 
     async fn find_key(&self, key: &KeyHashes) -> Result<Option<KeyRecord>, StoreError> {
-        timed("find_key", self.0.find_key(key)).await
+        timed(self.1, "find_key", self.0.find_key(key)).await
     }
 
     async fn upgrade_key_hash(&self, id: i64, key: &KeyHashes) -> Result<bool, StoreError> {
-        timed("upgrade_key_hash", self.0.upgrade_key_hash(id, key)).await
+        timed(self.1, "upgrade_key_hash", self.0.upgrade_key_hash(id, key)).await
     }
 
     async fn insert_refresh_token(&self, token: NewRefreshToken<'_>) -> Result<(), StoreError> {
-        timed("insert_refresh_token", self.0.insert_refresh_token(token)).await
+        timed(
+            self.1,
+            "insert_refresh_token",
+            self.0.insert_refresh_token(token),
+        )
+        .await
     }
 
     async fn find_refresh_token(
         &self,
         token_hash: &str,
     ) -> Result<Option<RefreshTokenRecord>, StoreError> {
-        timed("find_refresh_token", self.0.find_refresh_token(token_hash)).await
+        timed(
+            self.1,
+            "find_refresh_token",
+            self.0.find_refresh_token(token_hash),
+        )
+        .await
     }
 
     async fn rotate_refresh_token(
@@ -443,6 +483,7 @@ impl Store for Timed {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         timed(
+            self.1,
             "rotate_refresh_token",
             self.0
                 .rotate_refresh_token(old_id, sealed_successor, successor, now),
@@ -457,6 +498,7 @@ impl Store for Timed {
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         timed(
+            self.1,
             "revoke_refresh_family",
             self.0.revoke_refresh_family(token_id, key_id, now),
         )
@@ -469,6 +511,7 @@ impl Store for Timed {
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         timed(
+            self.1,
             "revoke_refresh_token",
             self.0.revoke_refresh_token(token_hash, now),
         )
@@ -480,39 +523,70 @@ impl Store for Timed {
         selector: KeySelector<'_>,
         now: DateTime<Utc>,
     ) -> Result<Revoked, StoreError> {
-        timed("revoke_keys", self.0.revoke_keys(selector, now)).await
+        timed(self.1, "revoke_keys", self.0.revoke_keys(selector, now)).await
     }
 
     async fn list_keys(&self, identifier: Uuid) -> Result<Vec<KeySummary>, StoreError> {
-        timed("list_keys", self.0.list_keys(identifier)).await
+        timed(self.1, "list_keys", self.0.list_keys(identifier)).await
     }
 
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        timed("purge_expired", self.0.purge_expired(now)).await
+        timed(self.1, "purge_expired", self.0.purge_expired(now)).await
     }
 
     async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
-        timed("setting", self.0.setting(name)).await
+        timed(self.1, "setting", self.0.setting(name)).await
     }
 
     async fn insert_setting(&self, name: &str, value: &str) -> Result<String, StoreError> {
-        timed("insert_setting", self.0.insert_setting(name, value)).await
+        timed(self.1, "insert_setting", self.0.insert_setting(name, value)).await
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>, StoreError> {
-        timed("signing_keys", self.0.signing_keys()).await
+        timed(self.1, "signing_keys", self.0.signing_keys()).await
     }
 
     async fn lock_signing_keys(&self) -> Result<Box<dyn SigningKeyMaintenance>, StoreError> {
-        timed("lock_signing_keys", self.0.lock_signing_keys()).await
+        timed(self.1, "lock_signing_keys", self.0.lock_signing_keys()).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        timed("ping", self.0.ping()).await
+        timed(self.1, "ping", self.0.ping()).await
     }
 
     fn pool_status(&self) -> PoolStatus {
         self.0.pool_status()
+    }
+
+    fn shares_failure_counts(&self) -> bool {
+        self.0.shares_failure_counts()
+    }
+
+    async fn failure_counts(
+        &self,
+        keys: &[String],
+        window_start: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        timed(
+            self.1,
+            "failure_counts",
+            self.0.failure_counts(keys, window_start),
+        )
+        .await
+    }
+
+    async fn record_failure(
+        &self,
+        keys: &[String],
+        window_start: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        timed(
+            self.1,
+            "record_failure",
+            self.0.record_failure(keys, window_start, expires_at),
+        )
+        .await
     }
 }
 
@@ -521,6 +595,7 @@ impl Store for Timed {
 pub async fn connect(
     database: &Database,
     max_connections: u32,
+    deadline: std::time::Duration,
 ) -> Result<Arc<dyn Store>, StoreError> {
     let store: Arc<dyn Store> = match database {
         Database::Postgres {
@@ -533,5 +608,5 @@ pub async fn connect(
             Arc::new(SqliteStore::connect(url, file.as_deref(), max_connections).await?)
         }
     };
-    Ok(Arc::new(Timed(store)))
+    Ok(Arc::new(Timed(store, deadline)))
 }

@@ -570,7 +570,12 @@ impl Store for PostgresStore {
         .execute(&self.pool)
         .await?
         .rows_affected();
-        Ok(tokens + keys)
+        let failures = sqlx::query("DELETE FROM auth_failures WHERE expires_at < $1")
+            .bind(now.and_utc().timestamp())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(tokens + keys + failures)
     }
 
     async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
@@ -610,6 +615,48 @@ impl Store for PostgresStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    fn shares_failure_counts(&self) -> bool {
+        true
+    }
+
+    async fn failure_counts(
+        &self,
+        keys: &[String],
+        window_start: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT counted, failures::BIGINT FROM auth_failures
+             WHERE counted = ANY($1) AND window_start = $2",
+        )
+        .bind(keys)
+        .bind(window_start)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn record_failure(
+        &self,
+        keys: &[String],
+        window_start: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        // Sorted, so that concurrent upserts of the same keys lock their rows in one order.
+        let mut keys = keys.to_vec();
+        keys.sort_unstable();
+        sqlx::query(
+            "INSERT INTO auth_failures (counted, window_start, failures, expires_at)
+             SELECT counted, $2, 1, $3 FROM UNNEST($1::TEXT[]) AS counted
+             ON CONFLICT (counted, window_start)
+             DO UPDATE SET failures = auth_failures.failures + 1",
+        )
+        .bind(&keys)
+        .bind(window_start)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -427,7 +427,12 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await?
         .rows_affected();
-        Ok(tokens + keys)
+        let failures = sqlx::query("DELETE FROM auth_failures WHERE expires_at < ?1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(tokens + keys + failures)
     }
 
     async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
@@ -465,6 +470,50 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn failure_counts(
+        &self,
+        keys: &[String],
+        window_start: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut counts = Vec::with_capacity(keys.len());
+        for key in keys {
+            let failures: Option<i64> = sqlx::query_scalar(
+                "SELECT failures FROM auth_failures WHERE counted = ?1 AND window_start = ?2",
+            )
+            .bind(key)
+            .bind(window_start)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(failures) = failures {
+                counts.push((key.clone(), failures));
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn record_failure(
+        &self,
+        keys: &[String],
+        window_start: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for key in keys {
+            sqlx::query(
+                "INSERT INTO auth_failures (counted, window_start, failures, expires_at)
+                 VALUES (?1, ?2, 1, ?3)
+                 ON CONFLICT (counted, window_start) DO UPDATE SET failures = failures + 1",
+            )
+            .bind(key)
+            .bind(window_start)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

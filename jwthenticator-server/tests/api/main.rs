@@ -8,6 +8,7 @@ mod hostile_tokens;
 mod key_storage;
 mod keys;
 mod ops;
+mod reliability;
 mod request_errors;
 mod routes;
 mod security;

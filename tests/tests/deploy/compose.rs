@@ -211,6 +211,21 @@ async fn services_agree_with_the_dockerfile_the_server_and_nginx() {
         ]
         .concat()
     );
+    // `docker compose stop` waits stop_grace_period before SIGKILL: more than the drain.
+    let seconds = |name: &str| -> u64 {
+        env.get(name)
+            .map(String::as_str)
+            .or_else(|| help.default_of(name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in seconds"))
+    };
+    let grace = scalar(at(server, &["stop_grace_period"]))
+        .and_then(|v| v.strip_suffix('s').and_then(|v| v.parse::<u64>().ok()))
+        .unwrap_or(10);
+    assert!(
+        seconds("DRAIN_DELAY") + seconds("SHUTDOWN_TIMEOUT") < grace,
+        "DRAIN_DELAY + SHUTDOWN_TIMEOUT end before stop_grace_period ({grace} s)"
+    );
     let key_path = env
         .get("RSA_PRIVATE_KEY_PATH")
         .expect("RSA_PRIVATE_KEY_PATH");

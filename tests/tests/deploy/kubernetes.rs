@@ -343,16 +343,36 @@ async fn ports_probes_and_users_match_the_server_and_the_dockerfile() {
         "RSA_PRIVATE_KEY_PATH={key_path} is a file of a mounted Secret"
     );
 
-    // Draining fits in the grace period.
+    // Draining fits in the grace period: a preStop sleep (if any), DRAIN_DELAY of serving with
+    // readiness failing, then SHUTDOWN_TIMEOUT for in-flight requests.
     let shutdown: u64 = setting("SHUTDOWN_TIMEOUT")
         .and_then(|s| s.parse().ok())
         .expect("SHUTDOWN_TIMEOUT");
+    let drain: u64 = setting("DRAIN_DELAY")
+        .and_then(|s| s.parse().ok())
+        .expect("DRAIN_DELAY");
+    let pre_stop = at(container, &["lifecycle", "preStop", "sleep", "seconds"])
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        at(container, &["lifecycle", "preStop", "exec"]).is_null(),
+        "a preStop command would run before the drain, unaccounted for"
+    );
     let grace = at(pod, &["terminationGracePeriodSeconds"])
         .as_u64()
         .unwrap_or(30);
     assert!(
-        shutdown < grace,
-        "SHUTDOWN_TIMEOUT {shutdown} s must end before terminationGracePeriodSeconds {grace} s"
+        pre_stop + drain + shutdown < grace,
+        "preStop {pre_stop} s + DRAIN_DELAY {drain} s + SHUTDOWN_TIMEOUT {shutdown} s must end \
+         before terminationGracePeriodSeconds {grace} s"
+    );
+    // The readiness probe sees the 503 before the listener closes.
+    let readiness = at(container, &["readinessProbe"]);
+    let period = at(readiness, &["periodSeconds"]).as_u64().unwrap_or(10);
+    let failures = at(readiness, &["failureThreshold"]).as_u64().unwrap_or(3);
+    assert!(
+        period * failures <= drain,
+        "readiness fails after {period} s × {failures}, within DRAIN_DELAY {drain} s"
     );
 
     // Services: the external one on PORT, a ClusterIP one on INTERNAL_PORT.

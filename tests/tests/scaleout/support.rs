@@ -19,16 +19,28 @@ pub(crate) async fn replicas(
 ) -> Vec<TestServer> {
     let mut servers = Vec::with_capacity(count);
     for _ in 0..count {
-        let mut builder = TestServer::builder(BINARY)
-            .env("DATABASE_URL", database_url)
-            .env("KEY_ENCRYPTION_SECRET", SECRET)
-            .env("RUST_LOG", "info");
-        for (name, value) in env {
-            builder = builder.env(name, *value);
-        }
-        servers.push(builder.start().await);
+        servers.push(replica(database_url, env, None).await);
     }
     servers
+}
+
+/// One replica on the database, on `port` (a replica's that was stopped) or a free one.
+pub(crate) async fn replica(
+    database_url: &str,
+    env: &[(&str, &str)],
+    port: Option<u16>,
+) -> TestServer {
+    let mut builder = TestServer::builder(BINARY)
+        .env("DATABASE_URL", database_url)
+        .env("KEY_ENCRYPTION_SECRET", SECRET)
+        .env("RUST_LOG", "info");
+    for (name, value) in env {
+        builder = builder.env(name, *value);
+    }
+    if let Some(port) = port {
+        builder = builder.port(port);
+    }
+    builder.start().await
 }
 
 pub(crate) fn authority(server: &TestServer) -> String {
@@ -44,8 +56,6 @@ pub(crate) struct Nginx {
 
 impl Nginx {
     pub(crate) async fn round_robin(servers: &[TestServer]) -> Self {
-        let nginx =
-            which("nginx").expect("nginx is needed: run .ci/setup or apt-get install nginx-light");
         let dir = tempfile::tempdir().expect("dir");
         let port = free_port();
         let upstreams: String = servers
@@ -61,6 +71,14 @@ impl Nginx {
              upstream replicas {{\n{upstreams}    }}\n\
              server {{\n        listen 127.0.0.1:{port};\n        location / {{ proxy_pass http://replicas; }}\n    }}\n}}\n"
         );
+        Self::run(&config, dir, port, "/health").await
+    }
+
+    /// Runs nginx with `config` (which listens on 127.0.0.1:`port`) from `dir`, and waits until
+    /// it answers `health` (a path) with a success.
+    pub(crate) async fn run(config: &str, dir: tempfile::TempDir, port: u16, health: &str) -> Self {
+        let nginx =
+            which("nginx").expect("nginx is needed: run .ci/setup or apt-get install nginx-light");
         let path = dir.path().join("nginx.conf");
         std::fs::write(&path, config).expect("write nginx.conf");
         let child = Command::new(nginx)
@@ -76,21 +94,12 @@ impl Nginx {
             .spawn()
             .expect("start nginx");
         let url = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        for _ in 0..100 {
-            if client
-                .get(format!("{url}/health"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return Self {
-                    child,
-                    url,
-                    _dir: dir,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if answers(&format!("{url}{health}")).await {
+            return Self {
+                child,
+                url,
+                _dir: dir,
+            };
         }
         panic!(
             "nginx did not start: {}",
@@ -101,6 +110,23 @@ impl Nginx {
     pub(crate) async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
+}
+
+/// Whether `url` answers a GET with a success within 10 s (polled every 100 ms).
+pub(crate) async fn answers(url: &str) -> bool {
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 pub(crate) fn which(name: &str) -> Option<PathBuf> {
@@ -233,6 +259,37 @@ impl OwnCluster {
             "pg_ctl stop: {}",
             String::from_utf8_lossy(&output.stderr)
         );
+    }
+}
+
+impl OwnCluster {
+    /// Sends `signal` (`STOP`, `CONT`) to the postmaster and every backend it forked.
+    pub(crate) async fn signal_all(&self, signal: &str) {
+        let pid_file = std::fs::read_to_string(self.dir.join("data").join("postmaster.pid"))
+            .expect("postmaster.pid");
+        let postmaster = pid_file
+            .lines()
+            .next()
+            .expect("the postmaster's pid")
+            .trim();
+        let children = Command::new("pgrep")
+            .arg("-P")
+            .arg(postmaster)
+            .output()
+            .await
+            .expect("pgrep");
+        let mut pids: Vec<String> = String::from_utf8_lossy(&children.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        pids.push(postmaster.to_owned());
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .args(&pids)
+            .status()
+            .await
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} {pids:?}");
     }
 }
 
