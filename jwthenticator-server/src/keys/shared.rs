@@ -190,12 +190,7 @@ impl SharedKeys {
     /// whether `secret` gives the stored check value (when there is one).
     pub async fn inspect(store: &dyn Store, secret: &Secret) -> anyhow::Result<SharedKeysReport> {
         let now = naive(Utc::now().timestamp());
-        let live: Vec<SigningKeyRow> = store
-            .signing_keys()
-            .await?
-            .into_iter()
-            .filter(|row| row.expires_at > now)
-            .collect();
+        let live = live_rows(store, now).await?;
         let secret_checked = match (
             store.setting(KDF_SETTING).await?,
             store.setting(CHECK_SETTING).await?,
@@ -390,6 +385,13 @@ impl SharedKeys {
     }
 }
 
+/// The stored keys that have not expired at `now`, read without the maintenance lock.
+async fn live_rows(store: &dyn Store, now: NaiveDateTime) -> anyhow::Result<Vec<SigningKeyRow>> {
+    let mut rows = store.signing_keys().await?;
+    rows.retain(|row| row.expires_at > now);
+    Ok(rows)
+}
+
 /// On a database without a check value of the secret (keys stored by an earlier version),
 /// proves the secret before anything is written: one of the live keys that sign now opens (or,
 /// when none signs now, one of the live keys), those of the first scheme with `legacy_key`,
@@ -401,12 +403,7 @@ async fn prove_on_stored_keys(
     current: Option<&LessSafeKey>,
 ) -> anyhow::Result<()> {
     let now = naive(Utc::now().timestamp());
-    let live: Vec<SigningKeyRow> = store
-        .signing_keys()
-        .await?
-        .into_iter()
-        .filter(|row| row.expires_at > now)
-        .collect();
+    let live = live_rows(store, now).await?;
     let signing: Vec<&SigningKeyRow> = live.iter().filter(|row| row.signs_at(now)).collect();
     let candidates: Vec<&SigningKeyRow> = if signing.is_empty() {
         live.iter().collect()

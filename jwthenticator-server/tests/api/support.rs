@@ -77,6 +77,18 @@ pub(crate) fn config(database_url: &str, args: &[&str]) -> Config {
     Config::try_parse_from(argv).expect("valid test configuration")
 }
 
+/// The app on `database` with `args` (and a 1 s shutdown timeout).
+async fn start_app(database: &Database, args: &[&str]) -> App {
+    let args: Vec<&str> = ["--shutdown-timeout", "1"]
+        .iter()
+        .chain(args)
+        .copied()
+        .collect();
+    App::new(&config(&database.url, &args))
+        .await
+        .expect("app starts")
+}
+
 /// A server on a real loopback socket, stopped when dropped.
 pub(crate) struct Served {
     pub(crate) address: std::net::SocketAddr,
@@ -88,14 +100,7 @@ impl Served {
     /// Serves an app with `args` on 127.0.0.1 (a free port) on a fresh database.
     pub(crate) async fn start(backend: Backend, args: &[&str]) -> Self {
         let database = Database::new(backend).await;
-        let args: Vec<&str> = ["--shutdown-timeout", "1"]
-            .iter()
-            .chain(args)
-            .copied()
-            .collect();
-        let app = App::new(&config(&database.url, &args))
-            .await
-            .expect("app starts");
+        let app = start_app(&database, args).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
@@ -139,14 +144,7 @@ impl TestApp {
 
     pub(crate) async fn on(database: Database, args: &[&str]) -> Self {
         install_log_capture();
-        let args: Vec<&str> = ["--shutdown-timeout", "1"]
-            .iter()
-            .chain(args)
-            .copied()
-            .collect();
-        let app = App::new(&config(&database.url, &args))
-            .await
-            .expect("app starts");
+        let app = start_app(&database, args).await;
         let client = TestClient::new(app.endpoint());
         Self {
             app,
