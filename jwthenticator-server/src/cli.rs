@@ -296,8 +296,25 @@ async fn check_keys(config: &Config, database: &Database) -> anyhow::Result<Stri
     let source = KeySource::from_config(config, database);
     let local = match &source {
         KeySource::Shared(secret) => {
-            let store = open_store(config).await?;
-            let report = SharedKeys::inspect(store.as_ref(), secret).await?;
+            // Read without migrating: checking a new version's configuration must not change
+            // the schema the running servers use.
+            let Database::Postgres { url, .. } = database else {
+                bail!("shared keys need PostgreSQL");
+            };
+            let store = store::PostgresStore::read_only(url.expose()).await?;
+            let report = match SharedKeys::inspect(&store, secret).await {
+                Err(err)
+                    if err
+                        .downcast_ref::<store::StoreError>()
+                        .is_some_and(store::StoreError::is_missing_table) =>
+                {
+                    return Ok(format!(
+                        "{source}; the database is not migrated yet (no server has started), \
+                         the first replica to start creates the first key"
+                    ));
+                }
+                other => other?,
+            };
             let secret = if report.secret_checked {
                 "KEY_ENCRYPTION_SECRET matches the stored keys"
             } else {

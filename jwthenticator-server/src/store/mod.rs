@@ -275,6 +275,13 @@ pub enum StoreError {
     Unsupported(&'static str),
 }
 
+impl StoreError {
+    /// Whether a table the statement needs does not exist: a database no server has migrated.
+    pub fn is_missing_table(&self) -> bool {
+        matches!(self, Self::Database(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P01"))
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         match err {

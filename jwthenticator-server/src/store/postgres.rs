@@ -67,14 +67,31 @@ impl PostgresStore {
         Self::from_pool(pool).await
     }
 
+    /// A store on the database at `url`, neither created nor migrated, with one connection:
+    /// for reading what the servers wrote without changing it (`check-config`).
+    pub async fn read_only(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(PgConnectOptions::from_str(url)?)
+            .await?;
+        Ok(Self::unmigrated(pool))
+    }
+
     /// A store on an existing pool, migrated.
     pub async fn from_pool(pool: PgPool) -> Result<Self, StoreError> {
+        let store = Self::unmigrated(pool);
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    fn unmigrated(pool: PgPool) -> Self {
         // A quarter of the pool for each of the three kinds of batch, so that batches grow
         // under load while the other statements keep connections of their own.
         let in_flight = usize::try_from(pool.options().get_max_connections() / 4)
             .unwrap_or(1)
             .max(1);
-        let store = Self {
+        Self {
             key_lookups: Batcher::new("find_key", MAX_BATCH, in_flight, {
                 let pool = pool.clone();
                 move |keys| find_keys(pool.clone(), keys)
@@ -88,9 +105,7 @@ impl PostgresStore {
                 move |hashes| find_refresh_tokens(pool.clone(), hashes)
             }),
             pool,
-        };
-        store.migrate().await?;
-        Ok(store)
+        }
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
