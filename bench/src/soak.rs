@@ -19,6 +19,19 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+/// Prints a line on stdout (line-buffered, so `soak.sh`'s log follows the run minute by minute).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        say(format_args!($($arg)*))
+    };
+}
+
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    // A closed stdout only loses the report; the load itself goes on to its end.
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
 /// What `soak` is told.
 #[derive(Debug)]
 pub(crate) struct Settings {
@@ -130,9 +143,11 @@ async fn soak(settings: Settings) -> anyhow::Result<()> {
     });
 
     let replicas = settings.urls.len();
-    println!(
+    say!(
         "soak: {} req/s for {} min over {replicas} replicas, {} clients",
-        settings.rate, settings.minutes, settings.clients
+        settings.rate,
+        settings.minutes,
+        settings.clients
     );
     let mut header = "| minute | requests | errors | p50 ms | p99 ms |".to_owned();
     let mut rule = "|---:|---:|---:|---:|---:|".to_owned();
@@ -144,7 +159,7 @@ async fn soak(settings: Settings) -> anyhow::Result<()> {
         header.push_str(&format!(" FDs {replica} |"));
         rule.push_str("---:|");
     }
-    println!("\n{header}\n{rule}");
+    say!("\n{header}\n{rule}");
 
     let start = tokio::time::Instant::now();
     let minute = Duration::from_secs(60);
@@ -338,17 +353,17 @@ fn print_line(minute: usize, line: &Line) {
     if !line.errors_by_kind.is_empty() {
         row.push_str(&format!(" {:?}", line.errors_by_kind));
     }
-    println!("{row}");
+    say!("{row}");
 }
 
 /// The targets of issue 17, item 5, judged on the minutes' lines.
 fn verdict(lines: &[Line]) {
     let met = |ok: bool| if ok { "met" } else { "MISSED" };
-    println!();
+    say!("");
     let first = &lines[0];
     let later = &lines[1..];
     if later.is_empty() {
-        println!("(one minute only: no growth to judge)");
+        say!("(one minute only: no growth to judge)");
     }
     for replica in 0..first.rss_kib.len() {
         let base = first.rss_kib[replica] as f64;
@@ -358,7 +373,7 @@ fn verdict(lines: &[Line]) {
         } else {
             f64::INFINITY
         };
-        println!(
+        say!(
             "- replica {}: RSS after minute 1 {:.1} MiB, largest later {:.1} MiB: {:+.1} % (target <= +10 %): {}",
             replica + 1,
             base / 1024.0,
@@ -378,7 +393,7 @@ fn verdict(lines: &[Line]) {
             .max()
             .unwrap_or(fds_base);
         let fds_last = lines.last().map_or(fds_base, |l| l.fds[replica]);
-        println!(
+        say!(
             "- replica {}: FDs after minute 1 {fds_base}, later {fds_min} to {fds_max}, at the end {fds_last} (target: flat, the end <= after minute 1): {}",
             replica + 1,
             met(fds_last <= fds_base)
@@ -386,13 +401,13 @@ fn verdict(lines: &[Line]) {
     }
     let errors: u64 = lines.iter().map(|l| l.errors).sum();
     let requests: usize = lines.iter().map(|l| l.requests).sum();
-    println!(
+    say!(
         "- errors: {errors} of {requests} requests (target 0): {}",
         met(errors == 0)
     );
     if let (Some(second), Some(last)) = (lines.get(1), lines.last()) {
         let ratio = last.p99_ms / second.p99_ms;
-        println!(
+        say!(
             "- p99 of the last minute {:.2} ms / of the second {:.2} ms = {ratio:.2} (target <= 1.5): {}",
             last.p99_ms,
             second.p99_ms,
