@@ -365,7 +365,12 @@ fn verdict(lines: &[Line]) {
     if later.is_empty() {
         say!("(one minute only: no growth to judge)");
     }
-    for replica in 0..first.rss_kib.len() {
+    let replicas = if later.is_empty() {
+        0
+    } else {
+        first.rss_kib.len()
+    };
+    for replica in 0..replicas {
         let base = first.rss_kib[replica] as f64;
         let top = later.iter().map(|l| l.rss_kib[replica]).max().unwrap_or(0) as f64;
         let growth = if base > 0.0 {
