@@ -12,8 +12,13 @@
 #   GROWTH_SLICE=3         seconds of one load in one round
 #   GROWTH_CONNECTIONS=16  concurrent connections (latency, not throughput, is the question)
 #   GROWTH_TOKENS=1000000 GROWTH_KEYS=100000   rows seeded
-#   GROWTH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432
-#   GROWTH_PORT=18090
+#   GROWTH_CLUSTER=own     own: a PostgreSQL cluster of the run's own (initdb, as the postgres
+#                          user, default settings plus pg_stat_statements), quiet whatever else
+#                          runs on the shared one; shared: the cluster at GROWTH_POSTGRES_URL
+#   GROWTH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432   (GROWTH_CLUSTER=shared)
+#   GROWTH_PORT=18090      the servers' ports (and the own cluster's: GROWTH_PORT + 10)
+# With the own cluster it prints, per database, what pg_stat_statements saw of the refresh and
+# authenticate statements during the measurement, and the checkpoints the cluster ran.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,6 +27,7 @@ SLICE=${GROWTH_SLICE:-3}
 CONNECTIONS=${GROWTH_CONNECTIONS:-16}
 TOKENS=${GROWTH_TOKENS:-1000000}
 KEYS=${GROWTH_KEYS:-100000}
+CLUSTER=${GROWTH_CLUSTER:-own}
 POSTGRES_URL=${GROWTH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
 PORT=${GROWTH_PORT:-18090}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -36,9 +42,23 @@ cleanup() {
     for db in "$EMPTY_DB" "$FULL_DB"; do
         psql -q "$POSTGRES_URL/postgres" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
     done
+    if [ -n "${PG_BIN:-}" ]; then
+        runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -m immediate stop >/dev/null 2>&1 || true
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+
+if [ "$CLUSTER" = own ]; then
+    PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    chmod 711 "$WORK" && mkdir -p "$WORK/pg" && chown postgres:postgres "$WORK/pg"
+    runuser -u postgres -- "$PG_BIN/initdb" -D "$WORK/pg/data" -U postgres --auth=trust -E UTF8 >/dev/null
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/log" -w \
+        -o "-p $((PORT + 10)) -c listen_addresses=127.0.0.1 -k $WORK/pg -c shared_preload_libraries=pg_stat_statements -c track_io_timing=on" \
+        start >/dev/null
+    POSTGRES_URL=postgres://postgres@127.0.0.1:$((PORT + 10))
+    log "own PostgreSQL cluster on port $((PORT + 10)) ($("$PG_BIN/postgres" --version))"
+fi
 
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 
@@ -81,6 +101,16 @@ FROM generate_series(1, $TOKENS) AS i;
 VACUUM ANALYZE keys;
 VACUUM ANALYZE refresh_tokens;
 SQL
+# The seed wrote about a gigabyte of WAL; its checkpoint would otherwise spread its writes over
+# the next minutes, into the measurement of one database and not of the other.
+psql -q "$POSTGRES_URL/postgres" -c CHECKPOINT >/dev/null
+if [ "$CLUSTER" = own ]; then
+    for db in "$EMPTY_DB" "$FULL_DB"; do
+        psql -q "$POSTGRES_URL/$db" -c 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements' \
+            -c 'SELECT pg_stat_statements_reset()' >/dev/null
+    done
+    psql -q "$POSTGRES_URL/postgres" -c "SELECT pg_stat_reset_shared('bgwriter')" >/dev/null
+fi
 log "seeded: $(psql -tA "$POSTGRES_URL/$FULL_DB" -c 'SELECT count(*) FROM refresh_tokens') refresh tokens, $(psql -tA "$POSTGRES_URL/$FULL_DB" -c 'SELECT count(*) FROM keys') keys"
 
 # slice <port> <route> <body>: one slice of wrk; prints "<req/s> <p50 µs> <p99 µs> <errors>".
@@ -117,3 +147,23 @@ printf '\n| endpoint | p50 full/empty | p99 full/empty | target |\n|---|---:|---
 printf '%s\n%s\n' "$EMPTY" "$FULL" | awk '
     { p50[$1, $2] = $4; p99[$1, $2] = $5; seen[$2] = 1 }
     END { for (e in seen) printf "| %s | %.2f | %.2f | <= 1.2 |\n", e, p50["full", e] / p50["empty", e], p99["full", e] / p99["empty", e] }'
+
+if [ "$CLUSTER" = own ]; then
+    printf '\n| database | statement | calls | mean ms | max ms | buffers hit/call | read/call | dirtied/call | WAL FPI/call | WAL bytes/call |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+    for db in "$EMPTY_DB" "$FULL_DB"; do
+        label=$([ "$db" = "$FULL_DB" ] && echo full || echo empty)
+        psql -tA -F ' | ' "$POSTGRES_URL/$db" -c "
+            SELECT '$label', left(regexp_replace(query, '\s+', ' ', 'g'), 60), calls,
+                   round(mean_exec_time::numeric, 3), round(max_exec_time::numeric, 3),
+                   round(shared_blks_hit::numeric / calls, 1), round(shared_blks_read::numeric / calls, 2),
+                   round(shared_blks_dirtied::numeric / calls, 2), round(wal_fpi::numeric / calls, 2),
+                   round(wal_bytes / calls, 0)
+            FROM pg_stat_statements
+            WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND (query LIKE '%FROM refresh_tokens r%' OR query LIKE 'INSERT INTO refresh_tokens%'
+                   OR query LIKE '%FROM keys%key_hash = ANY%')
+            ORDER BY query" | sed 's/^/| /; s/$/ |/'
+    done
+    printf '\ncheckpoints during the measurement: %s\n' "$(psql -tA "$POSTGRES_URL/postgres" -c \
+        "SELECT checkpoints_timed || ' timed, ' || checkpoints_req || ' requested, ' || buffers_checkpoint || ' buffers written by checkpoints, ' || buffers_backend || ' by backends' FROM pg_stat_bgwriter")"
+fi

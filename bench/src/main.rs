@@ -7,12 +7,15 @@
 //! - `protected`: one axum handler on loopback, unprotected, behind `jwthenticator-tower`, or
 //!   behind `tower-oauth2-resource-server`, each with the same JWKS.
 //! - `client`: the reqwest middleware's per-request cost against a plain client, interleaved.
+//! - `soak`: a fixed-rate mixed load on replicas for minutes, a line per minute of latency,
+//!   errors, RSS and open file descriptors of each replica (`bench/soak.sh`).
 //! - `report`: the results file of a run as the table of `BENCHMARKS.md`, with ratios and targets.
 
 mod client;
 mod crypto;
 mod protected;
 mod report;
+mod soak;
 mod tokens;
 
 use std::net::SocketAddr;
@@ -81,6 +84,27 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         rounds: u32,
     },
+    /// A fixed-rate mixed load on replicas; prints a line per minute and the verdict.
+    Soak {
+        /// Base URL of a replica (`http://127.0.0.1:port`); once per replica.
+        #[arg(long = "url", required = true)]
+        urls: Vec<String>,
+        /// Process id of the replica, in the order of the URLs.
+        #[arg(long = "pid", required = true)]
+        pids: Vec<u32>,
+        /// Requests per second, every kind and replica together.
+        #[arg(long, default_value_t = 150)]
+        rate: u32,
+        /// Minutes of load.
+        #[arg(long, default_value_t = 10)]
+        minutes: u32,
+        /// Clients, each with its own key and refresh-token chain.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Deadline of every request, seconds.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
     /// Prints the results file of a run as a table.
     Report {
         /// The tab-separated results `run.sh` collected.
@@ -109,6 +133,21 @@ fn main() -> anyhow::Result<()> {
             layer,
         } => protected::run(listen, &jwks, layer),
         Command::Client { requests, rounds } => client::run(requests, rounds),
+        Command::Soak {
+            urls,
+            pids,
+            rate,
+            minutes,
+            clients,
+            timeout,
+        } => soak::run(soak::Settings {
+            urls,
+            pids,
+            rate,
+            minutes,
+            clients,
+            timeout: std::time::Duration::from_secs(timeout),
+        }),
         Command::Report { results } => report::run(&results),
     }
 }
