@@ -290,12 +290,13 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => Self::Unavailable(err),
-            // PostgreSQL shutting down or starting up (class 57, e.g. 57P01, 57P03) and broken
+            // PostgreSQL shutting down or starting up (class 57, e.g. 57P01, 57P03), out of
+            // resources (class 53: disk full, out of memory, too many connections) and broken
             // connections (class 08): the database is unavailable, not the request wrong.
             sqlx::Error::Database(ref db)
-                if db
-                    .code()
-                    .is_some_and(|code| code.starts_with("57") || code.starts_with("08")) =>
+                if db.code().is_some_and(|code| {
+                    code.starts_with("57") || code.starts_with("53") || code.starts_with("08")
+                }) =>
             {
                 Self::Unavailable(err)
             }
