@@ -36,6 +36,16 @@ async fn run(args: &[&str], env: &[(&str, &str)], stdin: &str) -> (bool, String,
     )
 }
 
+/// The server's `/jwks`.
+async fn jwks(server: &TestServer) -> serde_json::Value {
+    reqwest::get(server.url("/jwks"))
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json")
+}
+
 async fn authenticate(server: &TestServer, key: &str, identifier: uuid::Uuid) -> u16 {
     reqwest::Client::new()
         .post(server.url("/authenticate"))
@@ -164,12 +174,7 @@ async fn keygen_writes_keys_the_server_signs_with() {
             .env("RSA_PRIVATE_KEY_PATH", private_arg)
             .start()
             .await;
-        let jwks: serde_json::Value = reqwest::get(server.url("/jwks"))
-            .await
-            .expect("jwks")
-            .json()
-            .await
-            .expect("json");
+        let jwks = jwks(&server).await;
         assert_eq!(jwks["keys"][0]["alg"], algorithm);
         let kid = jwks["keys"][0]["kid"].as_str().expect("kid");
         assert!(
@@ -374,12 +379,7 @@ async fn check_config_reports_the_kid_the_shared_keys_sign_with() {
         .env("KEY_ENCRYPTION_SECRET", secret)
         .start()
         .await;
-    let jwks: serde_json::Value = reqwest::get(server.url("/jwks"))
-        .await
-        .expect("jwks")
-        .json()
-        .await
-        .expect("json");
+    let jwks = jwks(&server).await;
     let kid = jwks["keys"][0]["kid"].as_str().expect("a kid").to_owned();
 
     let (ok, out, err) = run(&["check-config"], &env, "").await;
